@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make app` and `make test`. Both install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install app test lint bench browser
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Debian's Chromium drives the end-to-end browser test (Playwright's own browser download cannot run offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+app: install
+	$(VENV)/bin/streamlit run app/streamlit_app.py --server.headless true --server.port 8501 \
+		--browser.gatherUsageStats false
+
+test: install browser
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/bench.py

@@ -1,0 +1,133 @@
+"""Checkpoint folders: `config.json` + `vocab.json` + `model.safetensors`.
+
+Nothing here unpickles: safetensors holds only tensors and JSON holds only data. A folder is
+written under a temporary name and renamed into place, so a crash never leaves a half-written
+checkpoint where a loader would find it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "model.safetensors"
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch's zip format
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, incomplete, corrupt or does not match its config."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON next to `path` and rename over it: readers see the old or the new file, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(folder: str | Path, config: dict[str, Any], vocab_json: str,
+                    tensors: dict[str, torch.Tensor]) -> Path:
+    """Write a complete checkpoint folder atomically (temporary sibling, fsync, rename)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        (tmp / VOCAB).write_text(vocab_json, encoding="utf-8")
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        for name in (WEIGHTS, VOCAB, CONFIG):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if folder.exists():  # replace: move the old one aside first, delete it only after the swap
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+        _fsync_dir(folder.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def is_checkpoint(folder: str | Path) -> bool:
+    folder = Path(folder)
+    return all((folder / n).is_file() for n in (CONFIG, VOCAB, WEIGHTS))
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / CONFIG
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: not a checkpoint (no {CONFIG})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: not a checkpoint (no {WEIGHTS})")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:1] == PICKLE_MAGIC[0] or head == PICKLE_MAGIC[1]:
+        raise CheckpointError(f"{path}: this is a pickle/torch.save file; refusing to unpickle it "
+                              "(checkpoints must be safetensors)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exc})") from None
+
+
+def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path,
+              optional_prefixes: tuple[str, ...] = ()) -> None:
+    """Copy `tensors` into `module`, naming every mismatch; keys under `optional_prefixes` may be absent."""
+    own = module.state_dict()
+    unexpected = sorted(set(tensors) - set(own))
+    missing = sorted(k for k in set(own) - set(tensors) if not k.startswith(optional_prefixes))
+    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
+             for k in tensors if k in own and tensors[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]})")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match the config: " + "; ".join(problems))
+    module.load_state_dict(tensors, strict=False)

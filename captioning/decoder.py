@@ -1,0 +1,184 @@
+"""The Show, Attend and Tell decoder (Xu et al. 2015): a recurrent network that, at every step,
+attends over the image grid, gates the context, and predicts the next word.
+
+Training is teacher-forced over whole padded batches (a mask, never a shrinking batch); the word
+embeddings' share of the gates and the output layer run once over all steps, outside the loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import AdditiveAttention, expected_context, location_context
+from .cells import State, StackedRecurrent
+from .config import ModelConfig
+
+
+class Memory(NamedTuple):
+    """Per-image tensors every step reads: the grid (B, P, D) and its attention projection (B, P, A)."""
+
+    features: torch.Tensor
+    projected: torch.Tensor
+
+
+@dataclass
+class DecoderOutput:
+    loss: torch.Tensor            # what the optimiser minimises
+    nll: torch.Tensor             # mean negative log-likelihood per target token
+    attention_penalty: torch.Tensor  # doubly stochastic term (already weighted)
+    alphas: torch.Tensor          # (B, T, P) attention per step, zero on padding
+    sequence_log_probs: torch.Tensor  # (B,) log p(caption | image)
+
+
+class OutputLayer(nn.Module):
+    """Deep output: p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)); or L_o(h_t) when shallow."""
+
+    def __init__(self, embed_dim: int, hidden_dim: int, feature_dim: int, vocab_size: int, deep: bool, dropout: float):
+        super().__init__()
+        self.deep = deep
+        self.dropout = nn.Dropout(dropout)
+        if deep:
+            self.hidden_proj = nn.Linear(hidden_dim, embed_dim)
+            self.context_proj = nn.Linear(feature_dim, embed_dim, bias=False)
+        self.logits = nn.Linear(embed_dim if deep else hidden_dim, vocab_size)
+
+    def forward(self, embedded: torch.Tensor, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if self.deep:
+            hidden = embedded + self.hidden_proj(hidden) + self.context_proj(context)
+        return self.logits(self.dropout(hidden))
+
+
+class ShowAttendTellDecoder(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int, feature_dim: int):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(vocab_size, c.embed_dim, padding_idx=0)
+        self.attention = AdditiveAttention(feature_dim, c.hidden_dim, c.attention_dim)
+        self.gate = nn.Linear(c.hidden_dim, 1) if c.gate else None
+        self.rnn = StackedRecurrent(c.cell, {"lstm": 4, "gru": 3, "rnn": 1}[c.cell] * c.hidden_dim,
+                                    c.hidden_dim, c.num_layers, c.dropout)
+        gates = self.rnn.gates_dim
+        self.embed_gates = nn.Linear(c.embed_dim, gates)           # W E y_{t-1} (+ bias), all steps at once
+        self.context_gates = nn.Linear(feature_dim, gates, bias=False)  # W z_t, per step
+        # h_0 and c_0 are predicted from the mean annotation vector by two MLPs (paper, section 3.1.2).
+        self.init_h = nn.Linear(feature_dim, c.num_layers * c.hidden_dim)
+        self.init_c = nn.Linear(feature_dim, c.num_layers * c.hidden_dim) if self.rnn.has_cell_state else None
+        self.output = OutputLayer(c.embed_dim, c.hidden_dim, feature_dim, vocab_size, c.deep_output, c.dropout)
+        # REINFORCE's moving-average baseline: training state, saved with the weights.
+        self.register_buffer("reward_baseline", torch.zeros(()))
+        self.register_buffer("baseline_initialised", torch.zeros((), dtype=torch.bool))
+
+    # ---- per-image setup -------------------------------------------------------------------
+    def memory(self, features: torch.Tensor) -> Memory:
+        return Memory(features, self.attention.project(features))
+
+    def init_state(self, features: torch.Tensor) -> State:
+        mean = features.mean(dim=1)
+        shape = (features.shape[0], self.config.num_layers, self.config.hidden_dim)
+        h = torch.tanh(self.init_h(mean)).view(shape)
+        return (h, torch.tanh(self.init_c(mean)).view(shape)) if self.init_c is not None else (h,)
+
+    # ---- one step --------------------------------------------------------------------------
+    def _attend(self, memory: Memory, hidden: torch.Tensor, hard: str | None):
+        """Context for one step. hard: None (soft), 'sample' (training), 'argmax' (test)."""
+        features, projected = memory
+        alpha = self.attention.weights(projected, hidden)  # (B, P)
+        log_p_location = entropy = None
+        if hard is None:
+            context = expected_context(features, alpha)
+        elif hard == "argmax":
+            context = location_context(features, alpha.argmax(dim=-1))
+        else:
+            location = torch.multinomial(alpha.detach().float(), 1).squeeze(1)
+            use_soft = torch.rand(alpha.shape[0], device=alpha.device) < self.config.reinforce.soft_probability
+            context = torch.where(use_soft.unsqueeze(1), expected_context(features, alpha),
+                                  location_context(features, location))
+            log_alpha = alpha.clamp_min(1e-12).log()
+            log_p_location = log_alpha.gather(1, location.unsqueeze(1)).squeeze(1) * (~use_soft)
+            entropy = -(alpha * log_alpha).sum(dim=-1)
+        if self.gate is not None:
+            context = torch.sigmoid(self.gate(hidden)) * context
+        return context, alpha, log_p_location, entropy
+
+    def _inference_mode(self) -> str | None:
+        if self.config.attention == "soft" or self.config.hard_inference == "expectation":
+            return None
+        return "argmax"
+
+    def step(self, tokens: torch.Tensor, state: State, memory: Memory) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """Decode one word. tokens (B,) -> log-probabilities (B, V), new state, alpha (B, P)."""
+        embedded = self.embedding(tokens)
+        context, alpha, _, _ = self._attend(memory, state[0][:, -1], self._inference_mode())
+        state = self.rnn(self.embed_gates(embedded) + self.context_gates(context), state)
+        logits = self.output(embedded, state[0][:, -1], context)
+        return logits.float().log_softmax(dim=-1), state, alpha
+
+    # ---- teacher-forced training -----------------------------------------------------------
+    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
+        """features (B, P, D); captions (B, T+1) = <start> w_1 ... <end> <pad>...; loss over all targets."""
+        hard = self.config.attention == "hard" and self.training
+        if hard:  # N Monte-Carlo attention sequences per caption
+            n = self.config.reinforce.samples
+            features, captions = features.repeat_interleave(n, 0), captions.repeat_interleave(n, 0)
+        inputs, targets = captions[:, :-1], captions[:, 1:]
+        mask = targets != 0  # (B, T)
+        steps = int(mask.sum(dim=1).max())
+        inputs, targets, mask = inputs[:, :steps], targets[:, :steps], mask[:, :steps]
+
+        memory = self.memory(features)
+        state = self.init_state(features)
+        embedded = self.embedding(inputs)            # (B, T, E)
+        embed_gates = self.embed_gates(embedded)     # (B, T, G): once, not per step
+        mode = "sample" if hard else self._inference_mode()
+        hiddens, contexts, alphas, log_p_locations, entropies = [], [], [], [], []
+        for t in range(steps):
+            context, alpha, log_p, entropy = self._attend(memory, state[0][:, -1], mode)
+            state = self.rnn(embed_gates[:, t] + self.context_gates(context), state)
+            hiddens.append(state[0][:, -1])
+            contexts.append(context)
+            alphas.append(alpha)
+            if hard:
+                log_p_locations.append(log_p)
+                entropies.append(entropy)
+
+        # Output layer and loss only where there is a target word (no padding rows).
+        rows = mask.nonzero(as_tuple=True)
+        logits = self.output(embedded[rows], torch.stack(hiddens, 1)[rows], torch.stack(contexts, 1)[rows])
+        token_log_probs = -F.cross_entropy(logits.float(), targets[rows], reduction="none")
+        sequence_log_probs = torch.zeros(captions.shape[0], device=logits.device).index_add(0, rows[0], token_log_probs)
+        n_tokens = mask.sum()
+        nll = -token_log_probs.sum() / n_tokens
+
+        maskf = mask.unsqueeze(-1).to(alphas[0].dtype)
+        alpha_seq = torch.stack(alphas, 1) * maskf  # (B, T, P)
+        # Doubly stochastic attention: every location should receive about one unit of attention overall.
+        penalty = self.config.doubly_stochastic * ((1.0 - alpha_seq.sum(dim=1)) ** 2).sum(dim=1).mean()
+        loss = nll + penalty
+        if hard:
+            loss = loss + self._reinforce_loss(sequence_log_probs, mask, torch.stack(log_p_locations, 1),
+                                               torch.stack(entropies, 1), n_tokens)
+        return DecoderOutput(loss, nll, penalty, alpha_seq, sequence_log_probs)
+
+    def _reinforce_loss(self, sequence_log_probs: torch.Tensor, mask: torch.Tensor, log_p_locations: torch.Tensor,
+                        entropies: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+        """-(lambda_r (R - b) sum_t log p(s_t) + lambda_e H[s]) with R the per-word log-likelihood.
+
+        The reward is divided by caption length so one scalar baseline fits captions of any length."""
+        r = self.config.reinforce
+        maskf = mask.to(log_p_locations.dtype)
+        reward = (sequence_log_probs / mask.sum(dim=1)).detach()
+        with torch.no_grad():
+            batch_mean = reward.mean()
+            if not bool(self.baseline_initialised):
+                self.reward_baseline.copy_(batch_mean)
+                self.baseline_initialised.fill_(True)
+            advantage = reward - self.reward_baseline
+            self.reward_baseline.mul_(r.baseline_decay).add_((1 - r.baseline_decay) * batch_mean)
+        score_function = (advantage.unsqueeze(1) * log_p_locations * maskf).sum()
+        entropy = (entropies * maskf).sum()
+        return -(r.reward_weight * score_function + r.entropy_weight * entropy) / n_tokens

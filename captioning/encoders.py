@@ -1,0 +1,210 @@
+"""Pretrained CNN encoders behind a small registry: an image batch becomes a (B, positions, channels)
+grid of features, the `a_i` annotation vectors of Show, Attend and Tell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .efficientnet_lite import EfficientNetLite0, load_lite0_imagenet
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be obtained (usually: no internet)."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an encoder wants its pixels: square resize to `image_size`, then normalise."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images of any size and mode -> (B, 3, S, S) float tensor."""
+        size = (self.image_size, self.image_size)
+        arrays = [torch.frombuffer(bytearray(_rgb(im).resize(size, Image.BILINEAR).tobytes()), dtype=torch.uint8)
+                  for im in images]
+        batch = torch.stack(arrays).view(len(images), size[1], size[0], 3).permute(0, 3, 1, 2)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1) * 255
+        std = torch.tensor(self.std).view(1, 3, 1, 1) * 255
+        return (batch.float() - mean) / std
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """RGB view of any PIL mode; transparent pixels become white, 16-bit images are rescaled."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        import numpy as np
+
+        array = np.asarray(image, dtype=np.float64)
+        top = max(float(array.max()), 1.0)
+        scale = 255.0 / (65535.0 if top > 255 else 255.0)
+        return Image.fromarray((array * scale).clip(0, 255).astype("uint8")).convert("RGB")
+    if image.mode == "F":
+        import numpy as np
+
+        array = np.asarray(image, dtype=np.float64)
+        lo, hi = float(array.min()), float(array.max())
+        array = (array - lo) / (hi - lo) * 255 if hi > lo else array * 0
+        return Image.fromarray(array.astype("uint8")).convert("RGB")
+    return image.convert("RGB")
+
+
+class ImageEncoder(nn.Module):
+    """A CNN trunk whose last convolutional map is pooled to `grid_size` x `grid_size` positions."""
+
+    def __init__(self, name: str, trunk: nn.Module, channels: int, preprocessing: Preprocessing,
+                 grid_size: int | None, blocks: Sequence[nn.Module], fine_tune_blocks: int = 0):
+        super().__init__()
+        self.name = name
+        self.trunk = trunk
+        self.channels = channels
+        self.preprocess = preprocessing
+        natural = preprocessing.image_size // 32
+        self.grid_size = grid_size or natural
+        self.fine_tune_blocks = fine_tune_blocks
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        self.tuned_blocks = list(blocks)[len(blocks) - fine_tune_blocks:] if fine_tune_blocks else []
+        for block in self.tuned_blocks:
+            for p in block.parameters():
+                p.requires_grad_(True)
+        self.train()  # puts a frozen trunk's BatchNorm into eval mode from the start
+
+    @property
+    def num_positions(self) -> int:
+        return self.grid_size * self.grid_size
+
+    @property
+    def frozen(self) -> bool:
+        return self.fine_tune_blocks == 0
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        # Frozen layers keep their BatchNorm statistics: eval mode even while the decoder trains;
+        # only the fine-tuned top blocks follow `mode`.
+        super().train(mode)
+        self.trunk.eval()
+        for block in getattr(self, "tuned_blocks", []):
+            block.train(mode)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised pixels -> (B, grid*grid, channels)."""
+        fmap = self.trunk(images)  # (B, C, h, w)
+        if fmap.shape[-2:] != (self.grid_size, self.grid_size):
+            fmap = F.adaptive_avg_pool2d(fmap, self.grid_size)
+        return fmap.flatten(2).transpose(1, 2)
+
+    def encode_pil(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self(self.preprocess(images).to(device))
+
+
+_REGISTRY: dict[str, Callable[..., ImageEncoder]] = {}
+
+
+def register_encoder(name: str) -> Callable[[Callable[..., ImageEncoder]], Callable[..., ImageEncoder]]:
+    def wrap(builder: Callable[..., ImageEncoder]) -> Callable[..., ImageEncoder]:
+        _REGISTRY[name] = builder
+        return builder
+
+    return wrap
+
+
+def list_encoders() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_encoder(name: str, *, pretrained: bool = True, grid_size: int | None = None,
+                   image_size: int | None = None, fine_tune_blocks: int = 0) -> ImageEncoder:
+    """Build a registered encoder. `pretrained=False` gives random weights (tests only)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(list_encoders())}")
+    return _REGISTRY[name](pretrained=pretrained, grid_size=grid_size, image_size=image_size,
+                           fine_tune_blocks=fine_tune_blocks)
+
+
+@register_encoder("efficientnet_lite0")
+def _efficientnet_lite0(*, pretrained: bool, grid_size: int | None, image_size: int | None,
+                        fine_tune_blocks: int) -> ImageEncoder:
+    net = EfficientNetLite0()
+    if pretrained:
+        load_lite0_imagenet(net)
+
+    class Trunk(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.features(x)
+
+    del net._fc  # the classifier head is not part of the encoder
+    blocks = [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
+    pre = Preprocessing(image_size or 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return ImageEncoder("efficientnet_lite0", Trunk(), 1280, pre, grid_size, blocks, fine_tune_blocks)
+
+
+def _torchvision_weights(builder: Callable[..., nn.Module], weights: object, pretrained: bool) -> nn.Module:
+    if not pretrained:
+        return builder(weights=None)
+    try:
+        return builder(weights=weights)
+    except OSError as exc:  # URLError and friends are OSErrors
+        raise WeightsUnavailableError(
+            f"could not download torchvision weights {weights} ({exc}); connect to the internet once "
+            "(they are cached under ~/.cache/torch/hub), or use --encoder efficientnet_lite0, "
+            "which ships its ImageNet weights offline"
+        ) from None
+
+
+def _resnet(name: str, depth: int) -> None:
+    @register_encoder(name)
+    def build(*, pretrained: bool, grid_size: int | None, image_size: int | None,
+              fine_tune_blocks: int) -> ImageEncoder:
+        import torchvision.models as tvm
+
+        builder = getattr(tvm, name)
+        weights = getattr(tvm, f"ResNet{depth}_Weights").DEFAULT
+        net = _torchvision_weights(builder, weights, pretrained)
+        trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        # 448 pixels give a true 14x14 conv5 grid (stride 32), the paper's 196 locations.
+        pre = Preprocessing(image_size or 448, IMAGENET_MEAN, IMAGENET_STD)
+        blocks = [*net.layer3, *net.layer4]
+        return ImageEncoder(name, trunk, 2048, pre, grid_size or 14, blocks, fine_tune_blocks)
+
+
+def _vgg(name: str, depth: int) -> None:
+    @register_encoder(name)
+    def build(*, pretrained: bool, grid_size: int | None, image_size: int | None,
+              fine_tune_blocks: int) -> ImageEncoder:
+        import torchvision.models as tvm
+
+        builder = getattr(tvm, name)
+        weights = getattr(tvm, f"VGG{depth}_Weights").DEFAULT
+        net = _torchvision_weights(builder, weights, pretrained)
+        # conv5 grid as in the paper: the features before the last max-pool (14x14x512 at 224).
+        trunk = nn.Sequential(*list(net.features.children())[:-1])
+        pre = Preprocessing(image_size or 224, IMAGENET_MEAN, IMAGENET_STD)
+        convs = [m for m in trunk if isinstance(m, nn.Conv2d)]
+        return ImageEncoder(name, trunk, 512, pre, grid_size or 14, convs, fine_tune_blocks)
+
+
+for _depth in (50, 101, 152):
+    _resnet(f"resnet{_depth}", _depth)
+for _depth in (16, 19):
+    _vgg(f"vgg{_depth}", _depth)

@@ -1,0 +1,139 @@
+"""Decoding written once: greedy, temperature sampling and batched beam search.
+
+Every function drives a `step(tokens, state, memory) -> (log_probs, state, alpha)` callable; state
+and memory are tuples of batch-first tensors, so search knows nothing about the model inside."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Step = Callable[[torch.Tensor, tuple, tuple], tuple[torch.Tensor, tuple, torch.Tensor]]
+
+
+@dataclass
+class Hypothesis:
+    token_ids: list[int]      # generated words, without <start>/<end>
+    log_prob: float           # log p(words, <end> | image), <end> included when finished
+    attention: torch.Tensor   # (len(token_ids), P): the alpha that produced each word
+    finished: bool            # ended with <end> (False: cut at max_len)
+    score: float              # what ranking used (log_prob, or length-normalised)
+
+
+def _repeat(tensors: tuple, times: int) -> tuple:
+    return tuple(t.repeat_interleave(times, dim=0) for t in tensors)
+
+
+def _normalised(log_prob: torch.Tensor, length: torch.Tensor, length_penalty: float) -> torch.Tensor:
+    """score = log p / length^alpha (alpha = 0: raw log-probability)."""
+    if length_penalty == 0:
+        return log_prob
+    return log_prob / length.clamp_min(1).to(log_prob.dtype) ** length_penalty
+
+
+@torch.no_grad()
+def sequential_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_id: int, max_len: int,
+                      temperature: float | None = None, generator: torch.Generator | None = None) -> list[Hypothesis]:
+    """Greedy decoding (temperature None) or sampling from softmax(logits / temperature)."""
+    if temperature is not None and temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    batch = memory[0].shape[0]
+    device = memory[0].device
+    tokens = torch.full((batch,), start_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    total = torch.zeros(batch, device=device)
+    history, alphas = [], []
+    for _ in range(max_len):
+        log_probs, state, alpha = step(tokens, state, memory)
+        if temperature is None:
+            tokens = log_probs.argmax(dim=-1)
+        else:
+            probs = (log_probs / temperature).softmax(dim=-1)
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        picked = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        total += picked.masked_fill(finished, 0.0)
+        tokens = tokens.masked_fill(finished, end_id)
+        history.append(tokens)
+        alphas.append(alpha)
+        finished |= tokens == end_id
+        if bool(finished.all()):
+            break
+    ids = torch.stack(history, 1).cpu()
+    att = torch.stack(alphas, 1).float().cpu()
+    totals = total.cpu()
+    out = []
+    for b in range(batch):
+        row = ids[b].tolist()
+        n = row.index(end_id) if end_id in row else len(row)
+        lp = float(totals[b])
+        out.append(Hypothesis(row[:n], lp, att[b, :n], end_id in row, lp))
+    return out
+
+
+@torch.no_grad()
+def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_id: int, pad_id: int, max_len: int,
+                beam_size: int, length_penalty: float = 0.0, num_results: int = 1) -> list[list[Hypothesis]]:
+    """Beam search over many images at once; returns the `num_results` best hypotheses per image.
+
+    Finished beams stay in the beam with a frozen score (their only continuation is <pad> at
+    cost 0), so all images advance in one tensor program; search stops once every beam of
+    every image has ended, since an alive beam's log-probability can only fall."""
+    batch = memory[0].shape[0]
+    k = beam_size
+    if k < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    device = memory[0].device
+    memory, state = _repeat(memory, k), _repeat(state, k)
+    tokens = torch.full((batch * k,), start_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch, k, dtype=torch.long, device=device)
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+    token_hist, parent_hist, alpha_hist = [], [], []
+    for _ in range(max_len):
+        log_probs, new_state, alpha = step(tokens, state, memory)
+        vocab = log_probs.shape[-1]
+        log_probs = log_probs.view(batch, k, vocab)
+        frozen = torch.full((vocab,), float("-inf"), device=device)
+        frozen[pad_id] = 0.0
+        log_probs = torch.where(finished.unsqueeze(-1), frozen, log_probs)
+        candidates = (scores.unsqueeze(-1) + log_probs).view(batch, k * vocab)
+        scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first
+        parent, words = flat // vocab, flat % vocab
+        state = tuple(s.index_select(0, (offsets + parent).view(-1)) for s in new_state)
+        was_finished = finished.gather(1, parent)
+        finished = was_finished | (words == end_id)
+        lengths = lengths.gather(1, parent) + (~was_finished).long()
+        token_hist.append(words)
+        parent_hist.append(parent)
+        alpha_hist.append(alpha.view(batch, k, -1).gather(1, parent.unsqueeze(-1).expand(-1, -1, alpha.shape[-1])))
+        tokens = words.view(-1)
+        if bool(finished.all()):
+            break
+
+    # Walk the back-pointers once at the end instead of copying histories every step.
+    steps = len(token_hist)
+    beam = torch.arange(k, device=device).expand(batch, k)
+    seq = torch.empty(batch, k, steps, dtype=torch.long, device=device)
+    att = torch.empty(batch, k, steps, alpha_hist[0].shape[-1], device=device)
+    for t in range(steps - 1, -1, -1):
+        seq[:, :, t] = token_hist[t].gather(1, beam)
+        att[:, :, t] = alpha_hist[t].gather(1, beam.unsqueeze(-1).expand(-1, -1, att.shape[-1]))
+        beam = parent_hist[t].gather(1, beam)
+    ranked = _normalised(scores, lengths, length_penalty)
+    order = ranked.argsort(dim=1, descending=True)
+    seq, att, scores, ranked, finished, lengths = (x.gather(1, order if x.dim() == 2 else order.view(
+        batch, k, *([1] * (x.dim() - 2))).expand_as(x)) for x in (seq, att, scores, ranked, finished, lengths))
+    seq, att, scores, ranked, finished, lengths = (x.cpu() for x in (seq, att, scores, ranked, finished, lengths))
+    results = []
+    for b in range(batch):
+        hyps = []
+        for j in range(min(num_results, k)):
+            n = int(lengths[b, j]) - int(finished[b, j])
+            hyps.append(Hypothesis(seq[b, j, :n].tolist(), float(scores[b, j]), att[b, j, :n].float(),
+                                   bool(finished[b, j]), float(ranked[b, j])))
+        results.append(hyps)
+    return results

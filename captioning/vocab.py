@@ -1,0 +1,96 @@
+"""Tokenizer and vocabulary: offline, deterministic, saved as plain JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+SPECIALS = (PAD, START, END, UNK)
+
+# Words are runs of letters/digits, keeping inner apostrophes and hyphens ("don't", "t-shirt").
+# nltk's punkt tokenizer needs data that cannot be downloaded offline, so a regex does the job;
+# it matches how COCO references are usually tokenized (lower case, punctuation dropped).
+_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words of `text`, punctuation removed."""
+    return _WORD.findall(text.lower())
+
+
+class Vocabulary:
+    """Maps words to ids; ids 0-3 are always <pad>, <start>, <end>, <unk>."""
+
+    def __init__(self, words: Sequence[str]):
+        words = list(words)
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"vocabulary must start with {SPECIALS}, got {words[:4]}")
+        if len(set(words)) != len(words):
+            raise ValueError("vocabulary contains duplicate words")
+        self.words = words
+        self.index = {w: i for i, w in enumerate(words)}
+
+    pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
+
+    @classmethod
+    def build(cls, texts: Iterable[str | Sequence[str]], min_freq: int = 1, max_size: int | None = None) -> Vocabulary:
+        """Words seen at least `min_freq` times, most frequent first (ties alphabetical)."""
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(tokenize(text) if isinstance(text, str) else text)
+        for special in SPECIALS:
+            counts.pop(special, None)
+        kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(SPECIALS))]
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.index
+
+    def encode(self, text: str | Sequence[str], add_start_end: bool = True) -> list[int]:
+        """Token ids, unknown words mapped to <unk>."""
+        tokens = tokenize(text) if isinstance(text, str) else list(text)
+        ids = [self.index.get(t, self.unk_id) for t in tokens]
+        return [self.start_id, *ids, self.end_id] if add_start_end else ids
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Words up to the first <end>, without <start>/<pad>."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.end_id:
+                break
+            if i in (self.pad_id, self.start_id):
+                continue
+            out.append(self.words[i] if 0 <= i < len(self.words) else UNK)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({"words": self.words}, ensure_ascii=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("words"), list):
+            raise ValueError('vocabulary JSON must be an object with a "words" list')
+        if not all(isinstance(w, str) for w in data["words"]):
+            raise ValueError("vocabulary words must all be strings")
+        return cls(data["words"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        try:
+            return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid vocabulary file: {exc}") from None
