@@ -52,16 +52,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save_checkpoint(folder: str | Path, config: dict[str, Any], vocab_json: str,
-                    tensors: dict[str, torch.Tensor]) -> Path:
-    """Write a complete checkpoint folder atomically (temporary sibling, fsync, rename)."""
+                    tensors: dict[str, torch.Tensor], extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write a complete checkpoint folder atomically (temporary sibling, fsync, rename).
+
+    `extra_files` {name: content} land in the same folder in the same rename (e.g. training state)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    extra_files = extra_files or {}
+    if set(extra_files) & {WEIGHTS, VOCAB, CONFIG} or any("/" in n or n.startswith(".") for n in extra_files):
+        raise ValueError(f"invalid extra checkpoint file names: {sorted(extra_files)}")
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         (tmp / VOCAB).write_text(vocab_json, encoding="utf-8")
         (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        for name in (WEIGHTS, VOCAB, CONFIG):
+        for name, content in extra_files.items():
+            (tmp / name).write_bytes(content)
+        for name in (WEIGHTS, VOCAB, CONFIG, *extra_files):
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)

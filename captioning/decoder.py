@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AdditiveAttention, expected_context, location_context
-from .cells import State, StackedRecurrent
+from .cells import StackedRecurrent, State
 from .config import ModelConfig
 
 
@@ -49,7 +49,9 @@ class OutputLayer(nn.Module):
     def forward(self, embedded: torch.Tensor, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         if self.deep:
             hidden = embedded + self.hidden_proj(hidden) + self.context_proj(context)
-        return self.logits(self.dropout(hidden))
+        # <pad> (0) and <start> (1) are never a next word: excluded from the softmax, in training and decoding alike.
+        logits = self.logits(self.dropout(hidden))
+        return torch.cat([torch.full_like(logits[..., :2], float("-inf")), logits[..., 2:]], dim=-1)
 
 
 class ShowAttendTellDecoder(nn.Module):

@@ -72,5 +72,3 @@ def _decode(data: bytes, label: str, max_pixels: int) -> Image.Image:
         raise ImageLoadError(f"{label}: refused as a decompression bomb (too many pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
         raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from None
-    except Image.core.error if hasattr(Image.core, "error") else () as exc:  # type: ignore[misc]
-        raise ImageLoadError(f"{label}: corrupt image ({exc})") from None

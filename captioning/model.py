@@ -107,10 +107,11 @@ class Captioner(nn.Module):
             state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
         return state
 
-    def save(self, folder: str | Path, extra: dict | None = None) -> Path:
+    def save(self, folder: str | Path, extra: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
+        """`extra`: more keys for config.json; `extra_files`: more files written in the same atomic rename."""
         config = {"format": FORMAT, "model": self.config.to_dict(),
                   "encoder_weights": "pretrained" if self._encoder_is_pretrained else "saved", **(extra or {})}
-        return ckpt.save_checkpoint(folder, config, self.vocab.to_json(), self.trainable_state())
+        return ckpt.save_checkpoint(folder, config, self.vocab.to_json(), self.trainable_state(), extra_files)
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

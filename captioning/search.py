@@ -79,61 +79,77 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
 
     Finished beams stay in the beam with a frozen score (their only continuation is <pad> at
     cost 0), so all images advance in one tensor program; search stops once every beam of
-    every image has ended, since an alive beam's log-probability can only fall."""
+    every image has ended, since an alive beam's log-probability can only fall.
+
+    Plain beam search can lose the greedy path and end with K beams cut at `max_len`, all worse
+    than the greedy caption. One extra lane per image follows the greedy path, so the result is
+    never less likely than greedy decoding (for beam_size 1 the beam is the greedy path)."""
     batch = memory[0].shape[0]
     k = beam_size
     if k < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    lanes = k + 1 if k > 1 else 1  # the beams, then the greedy lane
     device = memory[0].device
-    memory, state = _repeat(memory, k), _repeat(state, k)
-    tokens = torch.full((batch * k,), start_id, dtype=torch.long, device=device)
-    scores = torch.full((batch, k), float("-inf"), device=device)
+    memory, state = _repeat(memory, lanes), _repeat(state, lanes)
+    tokens = torch.full((batch * lanes,), start_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, lanes), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(batch, k, dtype=torch.long, device=device)
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+    scores[:, k:] = 0.0
+    finished = torch.zeros(batch, lanes, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch, lanes, dtype=torch.long, device=device)
+    offsets = (torch.arange(batch, device=device) * lanes).unsqueeze(1)
+    greedy_parent = torch.full((batch, lanes - k), k, dtype=torch.long, device=device)
     token_hist, parent_hist, alpha_hist = [], [], []
     for _ in range(max_len):
         log_probs, new_state, alpha = step(tokens, state, memory)
         vocab = log_probs.shape[-1]
-        log_probs = log_probs.view(batch, k, vocab)
+        log_probs = log_probs.view(batch, lanes, vocab)
         frozen = torch.full((vocab,), float("-inf"), device=device)
         frozen[pad_id] = 0.0
         log_probs = torch.where(finished.unsqueeze(-1), frozen, log_probs)
-        candidates = (scores.unsqueeze(-1) + log_probs).view(batch, k * vocab)
-        scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first
+        candidates = (scores[:, :k].unsqueeze(-1) + log_probs[:, :k]).view(batch, k * vocab)
+        beam_scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first
         parent, words = flat // vocab, flat % vocab
+        if lanes > k:
+            greedy_lp, greedy_words = log_probs[:, k:].max(dim=-1)
+            scores = torch.cat([beam_scores, scores[:, k:] + greedy_lp], dim=1)
+            parent, words = torch.cat([parent, greedy_parent], 1), torch.cat([words, greedy_words], 1)
+        else:
+            scores = beam_scores
         state = tuple(s.index_select(0, (offsets + parent).view(-1)) for s in new_state)
         was_finished = finished.gather(1, parent)
         finished = was_finished | (words == end_id)
         lengths = lengths.gather(1, parent) + (~was_finished).long()
         token_hist.append(words)
         parent_hist.append(parent)
-        alpha_hist.append(alpha.view(batch, k, -1).gather(1, parent.unsqueeze(-1).expand(-1, -1, alpha.shape[-1])))
+        alpha_hist.append(alpha.view(batch, lanes, -1).gather(1, parent.unsqueeze(-1).expand(-1, -1, alpha.shape[-1])))
         tokens = words.view(-1)
         if bool(finished.all()):
             break
 
     # Walk the back-pointers once at the end instead of copying histories every step.
     steps = len(token_hist)
-    beam = torch.arange(k, device=device).expand(batch, k)
-    seq = torch.empty(batch, k, steps, dtype=torch.long, device=device)
-    att = torch.empty(batch, k, steps, alpha_hist[0].shape[-1], device=device)
+    lane = torch.arange(lanes, device=device).expand(batch, lanes)
+    seq = torch.empty(batch, lanes, steps, dtype=torch.long, device=device)
+    att = torch.empty(batch, lanes, steps, alpha_hist[0].shape[-1], device=device)
     for t in range(steps - 1, -1, -1):
-        seq[:, :, t] = token_hist[t].gather(1, beam)
-        att[:, :, t] = alpha_hist[t].gather(1, beam.unsqueeze(-1).expand(-1, -1, att.shape[-1]))
-        beam = parent_hist[t].gather(1, beam)
+        seq[:, :, t] = token_hist[t].gather(1, lane)
+        att[:, :, t] = alpha_hist[t].gather(1, lane.unsqueeze(-1).expand(-1, -1, att.shape[-1]))
+        lane = parent_hist[t].gather(1, lane)
     ranked = _normalised(scores, lengths, length_penalty)
-    order = ranked.argsort(dim=1, descending=True)
-    seq, att, scores, ranked, finished, lengths = (x.gather(1, order if x.dim() == 2 else order.view(
-        batch, k, *([1] * (x.dim() - 2))).expand_as(x)) for x in (seq, att, scores, ranked, finished, lengths))
     seq, att, scores, ranked, finished, lengths = (x.cpu() for x in (seq, att, scores, ranked, finished, lengths))
     results = []
     for b in range(batch):
-        hyps = []
-        for j in range(min(num_results, k)):
+        hyps, seen = [], set()
+        for j in ranked[b].argsort(descending=True).tolist():
             n = int(lengths[b, j]) - int(finished[b, j])
-            hyps.append(Hypothesis(seq[b, j, :n].tolist(), float(scores[b, j]), att[b, j, :n].float(),
-                                   bool(finished[b, j]), float(ranked[b, j])))
+            ids = tuple(seq[b, j, :n].tolist())
+            if ids in seen or not torch.isfinite(scores[b, j]):
+                continue
+            seen.add(ids)
+            hyps.append(Hypothesis(list(ids), float(scores[b, j]), att[b, j, :n].float(), bool(finished[b, j]),
+                                   float(ranked[b, j])))
+            if len(hyps) == num_results:
+                break
         results.append(hyps)
     return results

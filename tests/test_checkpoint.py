@@ -1,0 +1,110 @@
+import json
+import pickle
+
+import pytest
+import torch
+from PIL import Image
+
+from captioning import CheckpointError, load_captioner
+from captioning.checkpoint import WEIGHTS
+
+from .helpers import tiny_captioner
+
+IMAGES = [Image.new("RGB", (50, 70), "red"), Image.new("RGBA", (30, 30)), Image.new("L", (80, 20), 128)]
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(attention="hard", hard_inference="argmax"),
+                                       dict(cell="gru", num_layers=2, deep_output=False),
+                                       dict(cell="rnn", gate=False, encoder="vgg16", grid_size=2)])
+def test_round_trip_rebuilds_any_variant(tmp_path, vocab, overrides):
+    model = tiny_captioner(vocab, **overrides)
+    folder = model.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    loaded = load_captioner(folder)
+    assert loaded.config == model.config and loaded.vocab.words == model.vocab.words
+    a, b = model.caption(IMAGES, beam_size=2), loaded.caption(IMAGES, beam_size=2)
+    assert [r.text for r in a] == [r.text for r in b]
+    assert [r.log_prob for r in a] == pytest.approx([r.log_prob for r in b], abs=1e-5)
+
+
+def test_caption_api_shapes(vocab):
+    model = tiny_captioner(vocab)
+    results = model.caption(IMAGES, beam_size=3)
+    assert len(results) == 3
+    for r in results:
+        assert r.text == " ".join(r.tokens)
+        assert r.attention.shape == (len(r.tokens), 2, 2)
+        assert r.alternatives[0][0] == r.text
+    assert not torch.is_inference_mode_enabled()
+
+
+def test_run_folder_resolves_best(tmp_path, vocab):
+    model = tiny_captioner(vocab)
+    model.save(tmp_path / "run" / "best")
+    assert load_captioner(tmp_path / "run").config == model.config
+
+
+def test_saving_replaces_atomically(tmp_path, vocab):
+    model = tiny_captioner(vocab)
+    model.save(tmp_path / "ckpt")
+    model.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_pickle_checkpoint_is_refused_without_running_it(tmp_path, vocab):
+    model = tiny_captioner(vocab)
+    folder = model.save(tmp_path / "ckpt")
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / WEIGHTS).write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        load_captioner(folder)
+    torch.save({"x": torch.zeros(1)}, folder / WEIGHTS)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_captioner(folder)
+    assert not marker.exists()
+
+
+def test_truncated_weights_are_named(tmp_path, vocab):
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    data = (folder / WEIGHTS).read_bytes()
+    (folder / WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_captioner(folder)
+
+
+def test_config_that_does_not_match_weights(tmp_path, vocab):
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["model"]["hidden_dim"] = 96
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_captioner(folder)
+
+
+def test_vocabulary_mismatch(tmp_path, vocab):
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    words = json.loads((folder / "vocab.json").read_text())["words"]
+    (folder / "vocab.json").write_text(json.dumps({"words": words + ["extra"]}))
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_captioner(folder)
+
+
+@pytest.mark.parametrize("damage", ["no-config", "bad-json", "not-a-folder", "missing"])
+def test_unusable_paths_are_named(tmp_path, vocab, damage):
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    if damage == "no-config":
+        (folder / "config.json").unlink()
+    elif damage == "bad-json":
+        (folder / "config.json").write_text("{oops")
+    elif damage == "not-a-folder":
+        folder = tmp_path / "model.pt"
+        folder.write_bytes(b"\x80\x04junk")
+    else:
+        folder = tmp_path / "nothing-here"
+    with pytest.raises(CheckpointError):
+        load_captioner(folder)

@@ -1,0 +1,63 @@
+import urllib.error
+
+import pytest
+import torch
+from PIL import Image
+
+from captioning import WeightsUnavailableError, create_encoder, list_encoders
+
+
+def test_registry_lists_all_encoders():
+    assert {"efficientnet_lite0", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19"} <= set(list_encoders())
+
+
+def test_unknown_encoder_lists_choices():
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        create_encoder("alexnet9000", pretrained=False)
+
+
+@pytest.mark.parametrize("name,channels", [("efficientnet_lite0", 1280), ("resnet50", 2048), ("vgg16", 512)])
+def test_grid_shape_and_pooling(name, channels):
+    enc = create_encoder(name, pretrained=False, image_size=64, grid_size=3)
+    images = [Image.new("RGB", (90, 40), "red"), Image.new("L", (20, 30))]
+    with torch.no_grad():
+        grid = enc.encode_pil(images)
+    assert grid.shape == (2, 9, channels)
+    assert enc.num_positions == 9
+
+
+def test_frozen_by_default_and_fine_tune_switch():
+    frozen = create_encoder("efficientnet_lite0", pretrained=False)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    tuned = create_encoder("efficientnet_lite0", pretrained=False, fine_tune_blocks=2)
+    trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
+    assert trainable and all("_blocks.15" in n or "_conv_head" in n or "_bn1" in n for n in trainable)
+    tuned.train()
+    assert not tuned.trunk.net._bn0.training  # frozen layers keep their BatchNorm statistics
+    assert tuned.tuned_blocks[-1][1].training
+
+
+def test_default_encoder_weights_are_real_imagenet_weights():
+    """skimage's chelsea photo must come out as a cat (ImageNet 281-285) through our loading code."""
+    data = pytest.importorskip("skimage.data")
+    from captioning.efficientnet_lite import EfficientNetLite0, load_lite0_imagenet
+
+    enc = create_encoder("efficientnet_lite0")  # pretrained by default
+    net = load_lite0_imagenet(EfficientNetLite0()).eval()
+    pixels = enc.preprocess([Image.fromarray(data.chelsea())])
+    with torch.no_grad():
+        grid = enc(pixels)
+        logits = net._fc(grid.mean(dim=1))
+    assert 281 <= int(logits.argmax()) <= 285
+    assert torch.allclose(net.features(pixels).flatten(2).transpose(1, 2), grid, atol=1e-4)
+
+
+def test_offline_torchvision_weights_give_clear_error(monkeypatch):
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(api.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(WeightsUnavailableError, match="efficientnet_lite0"):
+        create_encoder("resnet101")
