@@ -69,6 +69,6 @@ def _decode(data: bytes, label: str, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageLoadError(f"{label}: not an image file (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageLoadError(f"{label}: refused as a decompression bomb (too many pixels)") from None
+        raise ImageLoadError(f"{label}: image too large (refused as a decompression bomb)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
         raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from None

@@ -1,0 +1,143 @@
+"""Whatever bytes arrive, `open_image` returns an upright image or one clear ImageLoadError."""
+
+import io
+import resource
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from captioning.encoders import Preprocessing
+from captioning.images import ImageLoadError, open_image
+
+PRE = Preprocessing(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def usable(image: Image.Image) -> None:
+    pixels = PRE([image])
+    assert pixels.shape == (1, 3, 32, 32) and bool(pixels.isfinite().all())
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "YCbCr"])
+def test_every_mode_becomes_a_usable_rgb_batch(mode):
+    image = Image.new(mode, (17, 9))
+    usable(image)
+
+
+def test_16bit_png_keeps_its_contrast(tmp_path):
+    array = (np.linspace(0, 65535, 64 * 8).reshape(8, 64)).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(array).save(path)
+    image = open_image(path)
+    pixels = PRE([image])
+    assert pixels.max() - pixels.min() > 1.5  # not crushed to white by a naive 8-bit cast
+
+
+def test_exif_orientation_is_honoured():
+    image = Image.new("RGB", (40, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    upright = open_image(encode(image, "JPEG", exif=exif))
+    assert upright.size == (20, 40)
+
+
+def test_animated_gif_gives_first_frame():
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "lime", "blue")]
+    for fmt in ("GIF", "WEBP", "PNG"):
+        buf = io.BytesIO()
+        frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+        image = open_image(buf.getvalue())
+        r, g, b = image.convert("RGB").getpixel((0, 0))
+        assert r > 200 and g < 50 and b < 50, fmt
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4000, 3), (3, 2500)])
+def test_tiny_and_very_wide_images(size):
+    usable(open_image(encode(Image.new("RGB", size, "blue"), "PNG")))
+
+
+def test_bad_files_get_one_line_errors_naming_them(tmp_path):
+    jpeg = encode(Image.new("RGB", (64, 64), "green"), "JPEG")
+    cases = {
+        "empty.jpg": b"",
+        "notes.jpg": b"this is not an image at all",
+        "truncated.jpg": jpeg[: len(jpeg) // 2],
+        "script.png": b"#!/bin/sh\necho hi\n",
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ImageLoadError) as err:
+            open_image(path)
+        message = str(err.value)
+        assert name in message and "\n" not in message
+    with pytest.raises(ImageLoadError, match="no such file"):
+        open_image(tmp_path / "missing.png")
+
+
+def test_wrong_extension_still_decodes_a_real_image(tmp_path):
+    path = tmp_path / "photo.gif"
+    path.write_bytes(encode(Image.new("RGB", (5, 5)), "PNG"))
+    assert open_image(path).size == (5, 5)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels and carries almost none."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [9_000, 30_000, 100_000])
+def test_decompression_bomb_is_refused_fast_and_small(side):
+    """A PNG claiming side x side pixels: refused before its pixels are decoded."""
+    bomb = png_header(side, side)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(ImageLoadError, match="too large"):
+        open_image(bomb, name="bomb.png")
+    assert time.perf_counter() - start < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_never_crash(data):
+    try:
+        image = open_image(data, name="upload")
+    except ImageLoadError as exc:
+        assert str(exc).startswith("upload: ") and "\n" not in str(exc)
+    else:
+        usable(image)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF"]), st.integers(1, 40), st.integers(1, 40),
+       st.integers(0, 10_000), st.data())
+def test_damaged_real_images_never_crash(fmt, width, height, cut, data):
+    image = Image.new("RGB", (width, height), (width * 5, height * 5, 90))
+    raw = bytearray(encode(image, fmt))
+    if data.draw(st.booleans()):
+        del raw[min(cut, len(raw) - 1):]
+    else:
+        for _ in range(data.draw(st.integers(1, 8))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        result = open_image(bytes(raw), name="damaged")
+    except ImageLoadError as exc:
+        assert "damaged" in str(exc)
+    else:
+        usable(result)
