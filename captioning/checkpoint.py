@@ -92,6 +92,16 @@ def is_checkpoint(folder: str | Path) -> bool:
     return all((folder / n).is_file() for n in (CONFIG, VOCAB, WEIGHTS))
 
 
+def recover(folder: str | Path) -> Path:
+    """`folder`, or the previous version kept aside if a crash hit between the two renames of a
+    replacing save (the only moment `folder` itself is briefly absent)."""
+    folder = Path(folder)
+    old = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and is_checkpoint(old):
+        os.replace(old, folder)
+    return folder
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG
     try:

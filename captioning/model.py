@@ -116,7 +116,7 @@ class Captioner(nn.Module):
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint folder, a run folder (its best, else latest checkpoint), or a bundled model's name."""
-    path = Path(path)
+    path = ckpt.recover(Path(path))
     if not path.exists() and (BUNDLED_DIR / str(path)).exists():
         path = BUNDLED_DIR / str(path)
     if not path.exists():
@@ -131,7 +131,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if ckpt.is_checkpoint(path):
         return path
     for candidate in ("best", "last"):
-        if ckpt.is_checkpoint(path / candidate):
+        if ckpt.is_checkpoint(ckpt.recover(path / candidate)):
             return path / candidate
     raise ckpt.CheckpointError(f"{path}: not a checkpoint folder (needs {ckpt.CONFIG}, {ckpt.VOCAB}, "
                                f"{ckpt.WEIGHTS}) and holds no best/ or last/ checkpoint")

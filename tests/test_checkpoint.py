@@ -108,3 +108,35 @@ def test_unusable_paths_are_named(tmp_path, vocab, damage):
         folder = tmp_path / "nothing-here"
     with pytest.raises(CheckpointError):
         load_captioner(folder)
+
+
+def test_disk_full_while_saving_keeps_the_old_checkpoint(tmp_path, vocab, monkeypatch):
+    import errno
+
+    import captioning.checkpoint as ckpt
+
+    model = tiny_captioner(vocab)
+    folder = model.save(tmp_path / "ckpt")
+    before = (folder / WEIGHTS).read_bytes()
+
+    def full_disk(tensors, path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        model.save(folder)
+    assert (folder / WEIGHTS).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary left behind
+    assert load_captioner(folder).config == model.config
+
+
+def test_crash_between_renames_recovers_previous_version(tmp_path, vocab):
+    import os
+
+    model = tiny_captioner(vocab)
+    folder = model.save(tmp_path / "run" / "best")
+    os.replace(folder, folder.with_name(".best.old"))  # state right after the first rename of a replace
+    assert load_captioner(tmp_path / "run").config == model.config
+    assert folder.is_dir()
