@@ -1,0 +1,116 @@
+"""FeatureCache: build, reuse, resume after an interruption, never trust unfinished rows."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from captioning.data import CacheError, FeatureCache, cache_key, load_karpathy, write_shapes_dataset
+from captioning.encoders import create_encoder
+from captioning.images import ImageLoadError, open_image
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions on a shared CPU run far faster on one thread than fighting over several."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    return load_karpathy(write_shapes_dataset(out, image_size=64, splits=(8, 2, 2)), out)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return create_encoder("efficientnet_lite0", pretrained=False, image_size=64)
+
+
+def _count_images(encoder) -> list[int]:
+    seen: list[int] = []
+    encoder.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    return seen
+
+
+def test_build_open_and_reuse(records, encoder, tmp_path):
+    cache = FeatureCache.build(encoder, records, tmp_path, batch_size=5, num_workers=0, progress=False)
+    assert cache.path == tmp_path / cache_key(encoder)
+    assert cache_key(encoder).startswith("efficientnet_lite0-64px-2x2-")
+    assert len(cache) == 12 and cache.shape == (12, 4, 1280)
+    first = records[0]
+    assert first.image_id in cache and "nope" not in cache
+    with torch.inference_mode():
+        expected = encoder.encode_pil([open_image(first.path)])[0]
+    assert cache[first.image_id].dtype == torch.float16 and cache[first.image_id].shape == (4, 1280)
+    torch.testing.assert_close(cache[first.image_id].float(), expected, atol=1e-2, rtol=1e-2)
+    with pytest.raises(KeyError, match="not in the feature cache"):
+        cache["nope"]
+    reopened = pickle.loads(pickle.dumps(cache))  # what a DataLoader worker receives
+    assert torch.equal(reopened[first.image_id], cache[first.image_id])
+    assert FeatureCache.open(tmp_path)[first.image_id].shape == (4, 1280)  # the root holds one cache
+
+    seen = _count_images(encoder)
+    again = FeatureCache.build(encoder, records, tmp_path, num_workers=0, progress=False)
+    assert seen == [] and len(again) == 12
+    encoder._forward_hooks.clear()
+
+
+def test_resume_after_interruption(records, encoder, tmp_path):
+    bad = records[7].path
+    original = bad.read_bytes()
+    bad.write_bytes(b"not a png")
+    try:
+        with pytest.raises(ImageLoadError, match=rf"{bad.name}: not an image file"):
+            FeatureCache.build(encoder, records, tmp_path, batch_size=3, num_workers=1, progress=False)
+    finally:
+        bad.write_bytes(original)
+    folder = tmp_path / cache_key(encoder)
+    partial = FeatureCache.open(folder)
+    assert partial.ids == [r.image_id for r in records[:6]]  # batches before the bad one were committed
+    assert records[6].image_id not in partial  # its batch was never written: not trusted
+
+    seen = _count_images(encoder)
+    cache = FeatureCache.build(encoder, records, tmp_path, batch_size=4, num_workers=0, progress=False)
+    encoder._forward_hooks.clear()
+    assert sum(seen) == 6 and len(cache) == 12
+    with torch.inference_mode():
+        expected = encoder.encode_pil([open_image(records[9].path)])[0]
+    torch.testing.assert_close(cache[records[9].image_id].float(), expected, atol=1e-2, rtol=1e-2)
+
+
+def test_unfinished_rows_ignored_and_truncation_detected(records, encoder, tmp_path):
+    cache = FeatureCache.build(encoder, records[:4], tmp_path, num_workers=0, progress=False)
+    with open(cache.path / "features.f16", "ab") as f:  # a half-written row after the committed ones
+        f.write(b"\x00" * 1000)
+    assert len(FeatureCache.open(cache.path)) == 4
+    grown = FeatureCache.build(encoder, records[:6], tmp_path, num_workers=0, progress=False)
+    assert len(grown) == 6 and (grown.path / "features.f16").stat().st_size == 6 * 4 * 1280 * 2
+    with open(grown.path / "features.f16", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(CacheError, match="truncated"):
+        FeatureCache.open(grown.path)
+    (grown.path / "index.json").write_text("{")
+    with pytest.raises(CacheError, match="unreadable cache index"):
+        FeatureCache.open(grown.path)
+
+
+def test_encoders_do_not_mix(records, encoder, tmp_path):
+    FeatureCache.build(encoder, records[:2], tmp_path, num_workers=0, progress=False)
+    torch.manual_seed(1)
+    other = create_encoder("efficientnet_lite0", pretrained=False, image_size=64)
+    assert cache_key(other) != cache_key(encoder)
+    second = FeatureCache.build(other, records[:2], tmp_path, num_workers=0, progress=False)
+    assert second.path != FeatureCache.open(tmp_path, encoder=encoder).path
+    with pytest.raises(CacheError, match="caches found inside"):
+        FeatureCache.open(tmp_path)
+    with pytest.raises(CacheError, match="holds features of"):
+        FeatureCache.build(encoder, records[:2], second.path, num_workers=0, progress=False)
+    assert json.loads((second.path / "index.json").read_text())["encoder"] == "efficientnet_lite0"
