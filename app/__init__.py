@@ -1,0 +1,1 @@
+"""The Streamlit front end: `streamlit run app/streamlit_app.py`."""

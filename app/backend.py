@@ -1,0 +1,202 @@
+"""What the page needs from the library, without Streamlit: finding models, reading uploads, timing
+calls. Models are loaded and run only through the public APIs (`load_captioner`, `load_answerer`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from captioning.images import ImageLoadError, open_image
+from captioning.model import BUNDLED_DIR as CAPTION_BUNDLED_DIR
+from captioning.model import resolve_checkpoint
+
+from .overlay import display_copy
+
+CAPTION_ENV = "SHOWTELL_CAPTION_MODEL"
+VQA_ENV = "SHOWTELL_VQA_MODEL"
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+VQA_BUNDLED_DIR = Path(__file__).resolve().parent.parent / "vqa" / "bundled"
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
+
+TRAIN_SHAPES = ("captioning prepare shapes --out data/shapes && captioning train "
+                "--annotations data/shapes/dataset_shapes.json --images data/shapes --out runs/shapes_soft")
+TRAIN_COCO = ("captioning train --annotations dataset_coco.json --images DIR --out runs/coco_soft \\\n"
+              "    --config configs/coco_soft.yaml")
+TRAIN_VQA = "vqa train --config configs/vqa_easy_shapes.yaml --out runs/vqa_easy_shapes"
+
+
+@dataclass
+class LoadedImage:
+    name: str
+    digest: str                    # sha1 of the bytes: identifies the image across reruns
+    nbytes: int
+    image: Image.Image | None      # decoded, upright, first frame; None when unusable
+    preview: Image.Image | None    # small RGB copy for drawing
+    error: str | None              # the one-line ImageLoadError message
+
+    @property
+    def size_text(self) -> str:
+        kib = self.nbytes / 1024
+        weight = f"{kib:.0f} KB" if kib < 1024 else f"{kib / 1024:.1f} MB"
+        return f"{self.image.width}×{self.image.height} px · {weight}" if self.image else weight
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def load_image_bytes(name: str, data: bytes, key: str | None = None) -> LoadedImage:
+    """Decode uploaded bytes; a bad file gives `error` (one line), never an exception."""
+    key = key or digest(data)
+    try:
+        image = open_image(data, name=name)
+        preview = display_copy(image)
+    except ImageLoadError as exc:
+        return LoadedImage(name, key, len(data), None, None, str(exc))
+    except (OSError, ValueError) as exc:  # decoded, but in a pixel mode that cannot become RGB
+        return LoadedImage(name, key, len(data), None, None, f"{name}: unsupported image ({exc})")
+    return LoadedImage(name, key, len(data), image, preview, None)
+
+
+def list_examples() -> list[Path]:
+    return sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+
+
+def example_label(path: Path) -> str:
+    return path.stem.replace("-", " ")
+
+
+def _bundled(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+def bundled_captioners() -> list[str]:
+    return _bundled(CAPTION_BUNDLED_DIR)
+
+
+def bundled_answerers() -> list[str]:
+    return _bundled(VQA_BUNDLED_DIR)
+
+
+def answerer_loader() -> tuple[Callable[..., Any] | None, str | None]:
+    """`vqa.load_answerer`, or None and why it cannot be used (the VQA package is optional here)."""
+    try:
+        from vqa import load_answerer
+    except Exception as exc:  # an unfinished or broken vqa package must not take the captioner down
+        module = sys.modules.get("vqa")
+        if module is not None and getattr(module, "__file__", None) is None:
+            return None, ("`vqa` resolves to an empty namespace package: the editable install predates "
+                          "vqa/__init__.py; reinstall with `.venv/bin/pip install -e .`")
+        return None, f"{type(exc).__name__}: {exc}"
+    return load_answerer, None
+
+
+def folder_stamp(folder: Path) -> float:
+    """Latest modification time of a checkpoint folder's files: a retrained model is reloaded."""
+    times = [p.stat().st_mtime for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return max(times, default=0.0)
+
+
+def caption_checkpoint(source: str) -> tuple[str, float]:
+    """(resolved checkpoint folder, stamp) for a bundled name, checkpoint folder or run folder."""
+    folder = resolve_checkpoint(source)
+    return str(folder.resolve()), folder_stamp(folder)
+
+
+def vqa_checkpoint(source: str) -> tuple[str, float]:
+    """(what to pass to load_answerer, stamp); bundled names are passed through as names."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path.resolve()), folder_stamp(path)
+    if (VQA_BUNDLED_DIR / source).is_dir():
+        return source, folder_stamp(VQA_BUNDLED_DIR / source)
+    raise FileNotFoundError(f"{source}: no such VQA model folder or bundled model "
+                            f"(bundled: {', '.join(bundled_answerers()) or 'none'})")
+
+
+def parameter_count(model: Any) -> str:
+    params = getattr(model, "parameters", None)
+    if params is None:
+        return ""
+    n = sum(p.numel() for p in params())
+    return f"{n / 1e6:.1f} M parameters"
+
+
+def describe_captioner(model: Any) -> str:
+    c = model.config
+    grid = getattr(model.encoder, "grid_size", c.grid_size)
+    parts = [f"{c.attention} attention", f"{c.cell.upper()} {c.hidden_dim}", f"{c.encoder} {grid}×{grid} grid",
+             f"{len(model.vocab)} words", parameter_count(model)]
+    return " · ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to search for a caption; `kwargs()` are the arguments of Captioner.caption."""
+
+    method: str = "beam"          # beam | greedy | sample
+    beam_size: int = 3
+    temperature: float = 1.0
+    seed: int = 0
+
+    def kwargs(self) -> dict[str, Any]:
+        if self.method == "sample":
+            return {"sample": True, "temperature": self.temperature, "seed": self.seed, "beam_size": 1}
+        if self.method == "greedy":
+            return {"beam_size": 1}
+        return {"beam_size": self.beam_size}
+
+    def label(self) -> str:
+        if self.method == "sample":
+            return f"sampled at temperature {self.temperature:g} (seed {self.seed})"
+        return "greedy" if self.method == "greedy" else f"beam {self.beam_size}"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), milliseconds it took)."""
+    start = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - start) * 1000
+
+
+def ms_text(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+BOX = re.compile(r"^\s*-?[\d.]+(\s*,\s*-?[\d.]+){3}\s*$")  # x,y,width,height: a pointing model's choice
+
+
+def parse_choices(text: str | None) -> list[str] | None:
+    """Candidate answers separated by commas or new lines (a line "x,y,w,h" is one box); None when none."""
+    choices = [c.strip() for line in (text or "").splitlines()
+               for c in ([line] if BOX.match(line) else line.split(","))]
+    choices = list(dict.fromkeys(c for c in choices if c))
+    return choices or None
+
+
+def question_labels(result: Any, question: str, count: int) -> list[str]:
+    """Labels for the rows of an answer's attention: its own tokens when it has them, else the
+    question's words when the counts agree, else step numbers."""
+    for name in ("tokens", "question_tokens", "words"):
+        tokens = getattr(result, name, None)
+        if tokens is not None and len(tokens) == count:
+            return [str(t) for t in tokens]
+    words = re.findall(r"[\w']+", question.lower())
+    if len(words) == count:
+        return words
+    return [f"step {i + 1}" for i in range(count)] if count > 1 else ["answer"]
+
+
+def env_source(name: str) -> str:
+    return os.environ.get(name, "").strip()

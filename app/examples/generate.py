@@ -1,0 +1,44 @@
+"""Regenerate the bundled example images: `python -m app.examples.generate`.
+
+Four scenes from the project's own shapes generator (what the bundled captioners learn from), named by
+one of their reference captions, and one easy-VQA-style image (a single flat shape on a pale ground)
+for the bundled question answerer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from captioning.data.shapes import captions_for, make_scene
+
+SEED, SIZE = 7, 160
+SCENES = {0: 3, 1: 3, 9: 0, 22: 0}   # scene index -> which reference caption names the file
+EASY_VQA = ("easy-vqa style teal rectangle", (0, 150, 150))
+
+
+def easy_vqa_like(colour: tuple[int, int, int], size: int = SIZE) -> Image.Image:
+    image = Image.new("RGB", (size, size), (236, 246, 244))
+    ImageDraw.Draw(image).rectangle((0.3 * size, 0.4 * size, 0.75 * size, 0.7 * size), fill=colour)
+    return image
+
+
+def file_name(caption: str) -> str:
+    return caption.replace(",", "").replace(" ", "-") + ".png"
+
+
+def main(folder: Path = Path(__file__).parent) -> None:
+    for old in folder.glob("*.png"):
+        old.unlink()
+    for index, which in SCENES.items():
+        image, objects = make_scene(SEED, index, SIZE)
+        path = folder / file_name(captions_for(objects, SIZE)[which])
+        image.save(path, optimize=True)
+        print(path)
+    name, colour = EASY_VQA
+    easy_vqa_like(colour).save(folder / file_name(name), optimize=True)
+    print(folder / file_name(name))
+
+
+if __name__ == "__main__":
+    main()

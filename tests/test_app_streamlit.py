@@ -1,0 +1,208 @@
+"""The Streamlit page driven headlessly with AppTest: captions, answers, bad uploads, missing models."""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from app import backend as be
+from app import overlay
+from captioning import Vocabulary, load_captioner
+
+from .helpers import CAPTIONS, tiny_captioner
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+SCRIPT = str(Path(be.__file__).with_name("streamlit_app.py"))
+EXAMPLE = "a-red-triangle.png"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight captioner saved the way trained ones are (no bundled model needed)."""
+    return tiny_captioner(Vocabulary.build(CAPTIONS)).save(tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+@pytest.fixture
+def page(monkeypatch, tmp_path, tiny_checkpoint):
+    """A fresh session of the page with the tiny captioner; bundled folders emptied so results do not
+    depend on which bundled models exist; no VQA package unless a test provides one."""
+    monkeypatch.setattr(be, "CAPTION_BUNDLED_DIR", tmp_path / "no-bundled")
+    monkeypatch.setattr(be, "VQA_BUNDLED_DIR", tmp_path / "no-bundled")
+    monkeypatch.setenv(be.CAPTION_ENV, str(tiny_checkpoint))
+    monkeypatch.delenv(be.VQA_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "vqa", types.ModuleType("vqa"))  # importable, but without load_answerer
+    return AppTest.from_file(SCRIPT, default_timeout=60)
+
+
+def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def shapes_image() -> Image.Image:
+    image = Image.new("RGB", (120, 90), (235, 245, 245))
+    image.paste((30, 60, 220), (20, 20, 60, 60))
+    return image
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value).replace("\\", "") for e in elements]
+
+
+def image_captions(at) -> list[str]:
+    return [c for element in at.image for c in element.captions]
+
+
+def test_without_any_model_the_page_explains_what_to_do(page, monkeypatch):
+    monkeypatch.delenv(be.CAPTION_ENV)
+    page.run()
+    assert not page.exception
+    assert any("No bundled captioning model found" in w and "captioning train" in w for w in texts(page.warning))
+    assert any("COCO" in c for c in texts(page.caption))
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    assert not page.exception and any("No captioning model is loaded" in i for i in texts(page.info))
+
+
+def test_caption_flow_upload_and_example(page, tiny_checkpoint):
+    page.run()
+    assert not page.exception and not page.error
+    page.file_uploader(key="uploads").set_value(("blue square.png", image_bytes(shapes_image()), "image/png"))
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    assert not page.exception and not page.error
+
+    model = load_captioner(tiny_checkpoint)
+    expected = [model.caption([shapes_image()], beam_size=3)[0],
+                model.caption([Image.open(be.EXAMPLES_DIR / EXAMPLE)], beam_size=3)[0]]
+    assert texts(page.subheader) == [r.text for r in expected]
+    assert sum("captioned in" in c and "beam 3" in c for c in texts(page.caption)) == 2
+    captions = image_captions(page)
+    words, first = expected[0].tokens, overlay.most_focused(expected[0].attention)
+    assert f"attention for “{words[first]}” (word {first + 1})" in captions   # the sharpest map first
+    assert sum("word by word" in c for c in captions) == 2
+    alternatives = page.table[0].value
+    assert list(alternatives.columns) == ["log p", "caption"] and len(alternatives) == 3
+    assert alternatives["caption"][0] == expected[0].text
+
+    other = 1 if first != 1 else 0
+    page.pills[0].set_value(other).run()                 # select another word
+    assert f"attention for “{words[other]}” (word {other + 1})" in image_captions(page)
+
+    page.radio(key="method").set_value("greedy").run()
+    assert sum("greedy" in c for c in texts(page.caption)) == 2
+    page.radio(key="method").set_value("sample").run()
+    page.slider(key="temperature").set_value(0.5).run()
+    assert not page.exception
+    assert sum("sampled at temperature 0.5" in c for c in texts(page.caption)) == 2
+
+
+def test_bad_uploads_are_reported_and_good_ones_still_work(page):
+    page.run()
+    bad = [("empty.png", b""), ("notes.png", b"this is not an image"),
+           ("cut.png", image_bytes(shapes_image())[:80]), ("bomb.png", image_bytes(Image.new("1", (9000, 9000))))]
+    files = [(name, data, "image/png") for name, data in bad] + [("fine.png", image_bytes(shapes_image()), "image/png")]
+    page.file_uploader(key="uploads").set_value(files).run()
+    assert not page.exception
+    errors = texts(page.error)
+    assert len(errors) == 4 and all(e.startswith(name) for e, (name, _) in zip(errors, bad))
+    assert "0 bytes" in errors[0] and "not an image" in errors[1] and "too large" in errors[3]
+    assert len(page.subheader) == 1                       # the good image is captioned
+
+    other = AppTest.from_file(SCRIPT, default_timeout=60)  # and another session is unaffected
+    other.run()
+    other.multiselect(key="examples").set_value([EXAMPLE]).run()
+    assert not other.exception and not other.error and len(other.subheader) == 1
+
+
+def test_a_wrong_checkpoint_path_is_an_error_not_a_crash(page, monkeypatch, tmp_path):
+    monkeypatch.setenv(be.CAPTION_ENV, str(tmp_path / "missing"))
+    page.run()
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    assert not page.exception
+    assert any("Could not load captioning model" in e and "missing" in e for e in texts(page.error))
+
+
+def test_question_answering_shows_a_notice_when_vqa_is_unavailable(page):
+    page.run()
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    assert not page.exception
+    assert any("Question answering is not available" in i for i in texts(page.info))
+
+
+# ---- VQA against the documented API: `load_answerer(path, device=)` -> `.answer(image, question, choices=)`
+class FakeAnswer:
+    def __init__(self, text, scores, attention):
+        self.text, self.scores, self.attention = text, scores, attention
+
+
+class FakeAnswerer:
+    def answer(self, image, question, choices=None):
+        words = question.split()
+        attention = torch.zeros(len(words), 3, 3)
+        attention[:, 1, 1] = 1.0
+        if choices:
+            scores = torch.linspace(0.1, 0.9, len(choices))
+            return FakeAnswer(choices[-1], scores, attention)
+        return FakeAnswer("rectangle", None, attention)
+
+
+def test_question_flow_against_the_vqa_api(page, monkeypatch, tmp_path):
+    fake = types.ModuleType("vqa")
+    fake.load_answerer = lambda path, device="cpu": FakeAnswerer()
+    monkeypatch.setitem(sys.modules, "vqa", fake)
+    (tmp_path / "answerer").mkdir()
+    monkeypatch.setenv(be.VQA_ENV, str(tmp_path / "answerer"))
+    page.run()
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    question = next(t for t in page.text_input if t.label == "Question")
+    question.set_value("what shape is it").run()
+    assert not page.exception and not page.error
+    assert "rectangle" in texts(page.subheader) and any("answered in" in c for c in texts(page.caption))
+    assert "attention over the whole question" in image_captions(page)
+    assert "attention while reading each question word" in image_captions(page)
+
+    page.text_area[0].set_value("circle, triangle\nteal").run()
+    assert "teal" in texts(page.subheader)
+    scores = page.dataframe[-1].value
+    assert list(scores["answer"]) == ["teal", "triangle", "circle"]
+
+
+def _vqa_package() -> str | None:
+    """Why the real vqa package cannot be used, or None."""
+    try:
+        from vqa import Answerer, AnswererConfig, load_answerer  # noqa: F401
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.mark.skipif(_vqa_package() is not None,
+                    reason=f"activates once the vqa package provides Answerer/load_answerer ({_vqa_package()})")
+def test_question_flow_with_the_real_vqa_package(page, monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "vqa")               # the real package, not the page fixture's stand-in
+    from vqa import Answerer, AnswererConfig
+
+    torch.manual_seed(0)
+    config = AnswererConfig(embed_dim=16, hidden_dim=32, attention_dim=16, dropout=0.0, image_size=64)
+    vocab = Vocabulary.build(["what shape is in the image", "circle", "square", "triangle", "red", "blue"])
+    folder = Answerer(config, vocab, pretrained_encoder=False).eval().save(tmp_path / "answerer")
+    monkeypatch.setenv(be.VQA_ENV, str(folder))
+    page.run()
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    next(t for t in page.text_input if t.label == "Question").set_value("what shape is in the image?").run()
+    assert not page.exception and not page.error
+    assert any("answered in" in c and "open-ended" in c for c in texts(page.caption))
+    assert "attention over the whole question" in image_captions(page)
+    assert "attention while reading each question word" in image_captions(page)
+
+    page.text_area[0].set_value("circle, square\ntriangle").run()
+    assert not page.exception and not page.error
+    table = page.dataframe[-1].value
+    assert sorted(table["answer"]) == ["circle", "square", "triangle"] and list(table.columns) == ["answer", "log p"]
+    assert texts(page.subheader)[-1] == table["answer"].iloc[0]     # the answer is the best-scored choice
