@@ -2,7 +2,9 @@
 attends over the image grid, gates the context, and predicts the next word.
 
 Training is teacher-forced over whole padded batches (a mask, never a shrinking batch); the word
-embeddings' share of the gates and the output layer run once over all steps, outside the loop."""
+embeddings' share of the gates and the output layer run once over all steps, outside the loop.
+Inside it, every product with h_{t-1} is one matmul, and the per-step weights form their gradients
+once over all steps (`StepWeights`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AdditiveAttention, expected_context, location_context
-from .cells import StackedRecurrent, State
+from .cells import Linear, StackedRecurrent, State, StepWeights
 from .config import ModelConfig
 
 
@@ -42,16 +44,19 @@ class OutputLayer(nn.Module):
         self.deep = deep
         self.dropout = nn.Dropout(dropout)
         if deep:
-            self.hidden_proj = nn.Linear(hidden_dim, embed_dim)
-            self.context_proj = nn.Linear(feature_dim, embed_dim, bias=False)
-        self.logits = nn.Linear(embed_dim if deep else hidden_dim, vocab_size)
+            self.hidden_proj = Linear(hidden_dim, embed_dim)
+            self.context_proj = Linear(feature_dim, embed_dim, bias=False)
+        self.logits = Linear(embed_dim if deep else hidden_dim, vocab_size)
+        # <pad> (0) and <start> (1) are never a next word: -inf joins their bias, so they leave the softmax in
+        # training and decoding alike, at no cost (a masked copy of the (N, V) logits would cost a pass each way).
+        never = torch.zeros(vocab_size)
+        never[:2] = float("-inf")
+        self.register_buffer("never_predicted", never, persistent=False)
 
     def forward(self, embedded: torch.Tensor, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         if self.deep:
             hidden = embedded + self.hidden_proj(hidden) + self.context_proj(context)
-        # <pad> (0) and <start> (1) are never a next word: excluded from the softmax, in training and decoding alike.
-        logits = self.logits(self.dropout(hidden))
-        return torch.cat([torch.full_like(logits[..., :2], float("-inf")), logits[..., 2:]], dim=-1)
+        return self.logits(self.dropout(hidden), bias_offset=self.never_predicted)
 
 
 class ShowAttendTellDecoder(nn.Module):
@@ -61,15 +66,15 @@ class ShowAttendTellDecoder(nn.Module):
         c = config
         self.embedding = nn.Embedding(vocab_size, c.embed_dim, padding_idx=0)
         self.attention = AdditiveAttention(feature_dim, c.hidden_dim, c.attention_dim)
-        self.gate = nn.Linear(c.hidden_dim, 1) if c.gate else None
+        self.gate = Linear(c.hidden_dim, 1) if c.gate else None
         self.rnn = StackedRecurrent(c.cell, {"lstm": 4, "gru": 3, "rnn": 1}[c.cell] * c.hidden_dim,
                                     c.hidden_dim, c.num_layers, c.dropout)
         gates = self.rnn.gates_dim
-        self.embed_gates = nn.Linear(c.embed_dim, gates)           # W E y_{t-1} (+ bias), all steps at once
-        self.context_gates = nn.Linear(feature_dim, gates, bias=False)  # W z_t, per step
+        self.embed_gates = Linear(c.embed_dim, gates)           # W E y_{t-1} (+ bias), all steps at once
+        self.context_gates = Linear(feature_dim, gates, bias=False)  # W z_t, per step
         # h_0 and c_0 are predicted from the mean annotation vector by two MLPs (paper, section 3.1.2).
-        self.init_h = nn.Linear(feature_dim, c.num_layers * c.hidden_dim)
-        self.init_c = nn.Linear(feature_dim, c.num_layers * c.hidden_dim) if self.rnn.has_cell_state else None
+        self.init_h = Linear(feature_dim, c.num_layers * c.hidden_dim)
+        self.init_c = Linear(feature_dim, c.num_layers * c.hidden_dim) if self.rnn.has_cell_state else None
         self.output = OutputLayer(c.embed_dim, c.hidden_dim, feature_dim, vocab_size, c.deep_output, c.dropout)
         # REINFORCE's moving-average baseline: training state, saved with the weights.
         self.register_buffer("reward_baseline", torch.zeros(()))
@@ -86,10 +91,21 @@ class ShowAttendTellDecoder(nn.Module):
         return (h, torch.tanh(self.init_c(mean)).view(shape)) if self.init_c is not None else (h,)
 
     # ---- one step --------------------------------------------------------------------------
-    def _attend(self, memory: Memory, hidden: torch.Tensor, hard: str | None):
-        """Context for one step. hard: None (soft), 'sample' (training), 'argmax' (test)."""
+    def _hidden_weights(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """The attention's W_h, the gate's f_beta and (one layer) the recurrent W_hh stacked into one
+        (weight, bias): every product with h_{t-1} in one matmul per step. Also the split sizes."""
+        parts = [self.attention.hidden_proj, *([self.gate] if self.gate is not None else []),
+                 *([self.rnn.hidden_proj[0]] if self.config.num_layers == 1 else [])]
+        weight = torch.cat([p.weight for p in parts])
+        bias = torch.cat([p.bias if p.bias is not None else weight.new_zeros(p.out_features) for p in parts])
+        return weight, bias, [p.out_features for p in parts]
+
+    def _attend(self, memory: Memory, hidden_projected: torch.Tensor, gate_logit: torch.Tensor | None,
+                hard: str | None):
+        """Context for one step from W_h h_{t-1} and f_beta(h_{t-1}). hard: None (soft), 'sample' (training),
+        'argmax' (test)."""
         features, projected = memory
-        alpha = self.attention.weights(projected, hidden)  # (B, P)
+        alpha = self.attention.weights_from(projected, hidden_projected)  # (B, P)
         log_p_location = entropy = None
         if hard is None:
             context = expected_context(features, alpha)
@@ -103,8 +119,8 @@ class ShowAttendTellDecoder(nn.Module):
             log_alpha = alpha.clamp_min(1e-12).log()
             log_p_location = log_alpha.gather(1, location.unsqueeze(1)).squeeze(1) * (~use_soft)
             entropy = -(alpha * log_alpha).sum(dim=-1)
-        if self.gate is not None:
-            context = torch.sigmoid(self.gate(hidden)) * context
+        if gate_logit is not None:
+            context = torch.sigmoid(gate_logit) * context
         return context, alpha, log_p_location, entropy
 
     def _inference_mode(self) -> str | None:
@@ -115,7 +131,10 @@ class ShowAttendTellDecoder(nn.Module):
     def step(self, tokens: torch.Tensor, state: State, memory: Memory) -> tuple[torch.Tensor, State, torch.Tensor]:
         """Decode one word. tokens (B,) -> log-probabilities (B, V), new state, alpha (B, P)."""
         embedded = self.embedding(tokens)
-        context, alpha, _, _ = self._attend(memory, state[0][:, -1], self._inference_mode())
+        hidden = state[0][:, -1]
+        gate_logit = self.gate(hidden) if self.gate is not None else None
+        context, alpha, _, _ = self._attend(memory, self.attention.hidden_proj(hidden), gate_logit,
+                                            self._inference_mode())
         state = self.rnn(self.embed_gates(embedded) + self.context_gates(context), state)
         logits = self.output(embedded, state[0][:, -1], context)
         return logits.float().log_softmax(dim=-1), state, alpha
@@ -124,23 +143,31 @@ class ShowAttendTellDecoder(nn.Module):
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
         """features (B, P, D); captions (B, T+1) = <start> w_1 ... <end> <pad>...; loss over all targets."""
         hard = self.config.attention == "hard" and self.training
-        if hard:  # N Monte-Carlo attention sequences per caption
+        memory, state = self.memory(features), self.init_state(features)
+        if hard:  # N Monte-Carlo attention sequences per caption; each image's projection is computed once
             n = self.config.reinforce.samples
-            features, captions = features.repeat_interleave(n, 0), captions.repeat_interleave(n, 0)
+            memory = Memory(*(m.repeat_interleave(n, 0) for m in memory))
+            state = tuple(s.repeat_interleave(n, 0) for s in state)
+            captions = captions.repeat_interleave(n, 0)
         inputs, targets = captions[:, :-1], captions[:, 1:]
         mask = targets != 0  # (B, T)
         steps = int(mask.sum(dim=1).max())
         inputs, targets, mask = inputs[:, :steps], targets[:, :steps], mask[:, :steps]
 
-        memory = self.memory(features)
-        state = self.init_state(features)
         embedded = self.embedding(inputs)            # (B, T, E)
-        embed_gates = self.embed_gates(embedded)     # (B, T, G): once, not per step
+        # (B, G) per step, computed once for all steps; unbind makes one gradient tensor, not one per step
+        embed_gates = self.embed_gates(embedded).unbind(1)
+        weight, bias, sizes = self._hidden_weights()
+        from_hidden = StepWeights(weight, bias)     # [W_h; f_beta; W_hh] h_{t-1}
+        context_gates = StepWeights(self.context_gates.weight)
+        fused_rnn = self.config.num_layers == 1
         mode = "sample" if hard else self._inference_mode()
         hiddens, contexts, alphas, log_p_locations, entropies = [], [], [], [], []
         for t in range(steps):
-            context, alpha, log_p, entropy = self._attend(memory, state[0][:, -1], mode)
-            state = self.rnn(embed_gates[:, t] + self.context_gates(context), state)
+            products = from_hidden(state[0][:, -1]).split(sizes, dim=-1)
+            gate_logit = products[1] if self.gate is not None else None
+            context, alpha, log_p, entropy = self._attend(memory, products[0], gate_logit, mode)
+            state = self.rnn(embed_gates[t] + context_gates(context), state, products[-1] if fused_rnn else None)
             hiddens.append(state[0][:, -1])
             contexts.append(context)
             alphas.append(alpha)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,9 @@ def nltk_bleu4(gts: dict, res: dict) -> float:
     ids = list(res)
     refs = [[r.split() for r in gts[i]] for i in ids]
     hyps = [res[i][0].split() for i in ids]
-    return float(corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method0))
+    with warnings.catch_warnings():  # "0 counts of 4-gram overlaps": the score is then 0, as it should be
+        warnings.simplefilter("ignore", UserWarning)
+        return float(corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method0))
 
 
 def spice_available() -> bool:
@@ -103,8 +106,12 @@ def score_captions(references: Refs, hypotheses: Hyps, *, use_java: bool | None 
     from pycocoevalcap.rouge.rouge import Rouge
 
     ids = _check(references, hypotheses)
-    use_java = java_available() if use_java is None else use_java
     notes: list[str] = []
+    if use_java is None:
+        use_java = java_available()
+        why = "Java not found"
+    else:
+        why = "Java not used"
     tokenizer = "ptb"
     gts = res = None
     if use_java:
@@ -113,7 +120,7 @@ def score_captions(references: Refs, hypotheses: Hyps, *, use_java: bool | None 
         except Exception as exc:  # a broken Java install must not cost the other metrics
             notes.append(f"PTB tokenizer failed ({type(exc).__name__}: {exc}); used the regex tokenizer")
     else:
-        notes.append("Java not found: regex tokenizer instead of the PTB tokenizer, METEOR and SPICE skipped "
+        notes.append(f"{why}: regex tokenizer instead of the PTB tokenizer, METEOR and SPICE skipped "
                      "(scores may differ slightly from the official toolkit)")
     if gts is None:
         tokenizer = "regex"
@@ -140,7 +147,7 @@ def score_captions(references: Refs, hypotheses: Hyps, *, use_java: bool | None 
             metrics["SPICE"] = float(Spice().compute_score(gts, res)[0])
         except Exception as exc:
             notes.append(f"SPICE skipped ({type(exc).__name__}: {exc})")
-    elif spice:
+    elif spice and use_java:
         notes.append("SPICE skipped: needs Java and the Stanford CoreNLP 3.6.0 jars in pycocoevalcap/spice/lib "
                      "(python -m pycocoevalcap.spice.get_stanford_models downloads them)")
     metrics["nltk_BLEU_4"] = nltk_bleu4(gts, res)

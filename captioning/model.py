@@ -114,13 +114,13 @@ class Captioner(nn.Module):
         return ckpt.save_checkpoint(folder, config, self.vocab.to_json(), self.trainable_state(), extra_files)
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
+def resolve_checkpoint(path: str | os.PathLike, bundled_dir: Path = BUNDLED_DIR) -> Path:
     """A checkpoint folder, a run folder (its best, else latest checkpoint), or a bundled model's name."""
     path = ckpt.recover(Path(path))
-    if not path.exists() and (BUNDLED_DIR / str(path)).exists():
-        path = BUNDLED_DIR / str(path)
+    if not path.exists() and (bundled_dir / str(path)).exists():
+        path = bundled_dir / str(path)
     if not path.exists():
-        names = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir()) if BUNDLED_DIR.is_dir() else []
+        names = sorted(p.name for p in bundled_dir.iterdir() if p.is_dir()) if bundled_dir.is_dir() else []
         raise ckpt.CheckpointError(f"{path}: no such checkpoint folder or bundled model "
                                    f"(bundled: {', '.join(names) or 'none'})")
     if path.is_file():

@@ -100,12 +100,14 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
     offsets = (torch.arange(batch, device=device) * lanes).unsqueeze(1)
     greedy_parent = torch.full((batch, lanes - k), k, dtype=torch.long, device=device)
     token_hist, parent_hist, alpha_hist = [], [], []
+    frozen = None  # what a finished lane may emit: only <pad>, at no cost
     for _ in range(max_len):
         log_probs, new_state, alpha = step(tokens, state, memory)
         vocab = log_probs.shape[-1]
         log_probs = log_probs.view(batch, lanes, vocab)
-        frozen = torch.full((vocab,), float("-inf"), device=device)
-        frozen[pad_id] = 0.0
+        if frozen is None:
+            frozen = torch.full((vocab,), float("-inf"), device=device, dtype=log_probs.dtype)
+            frozen[pad_id] = 0.0
         log_probs = torch.where(finished.unsqueeze(-1), frozen, log_probs)
         candidates = (scores[:, :k].unsqueeze(-1) + log_probs[:, :k]).view(batch, k * vocab)
         beam_scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first

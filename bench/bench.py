@@ -1,0 +1,468 @@
+"""Speed of the real training and decoding paths against the tutorial-style baseline (bench/baseline.py).
+
+    python bench/bench.py [--device cpu|cuda] [--json OUT] [--quick]
+
+One process, COCO sizes (vocabulary 9,494, 14x14x2048 grid, 512-d embeddings/attention/LSTM,
+COCO-like caption lengths), random weights and synthetic inputs. Every figure is the median of
+several timed repeats after warm-up; the two implementations run interleaved, round by round, so
+a noisy shared machine slows both alike and the ratio stays meaningful."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from captioning.config import ModelConfig
+from captioning.decoder import ShowAttendTellDecoder
+from captioning.encoders import create_encoder
+from captioning.model import BUNDLED_DIR, Captioner, load_captioner
+from captioning.search import beam_search
+from captioning.vocab import Vocabulary
+
+if __package__:
+    from .baseline import TutorialDecoder, tutorial_beam_search, tutorial_train_step
+else:  # run as a script: `python bench/bench.py`
+    from baseline import TutorialDecoder, tutorial_beam_search, tutorial_train_step
+
+START, END, PAD = Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id
+
+
+@dataclass(frozen=True)
+class Sizes:
+    vocab: int = 9494
+    positions: int = 196          # 14 x 14 grid
+    feature_dim: int = 2048       # ResNet-101 conv5
+    embed_dim: int = 512
+    hidden_dim: int = 512
+    attention_dim: int = 512
+    mean_words: float = 10.5      # COCO captions: ~10.5 words, sd ~2.4, the tutorial drops > 50
+    sd_words: float = 2.4
+    max_words: int = 50
+    decode_steps: int = 20        # beam max_len; random weights rarely emit <end> before it
+
+
+COCO = Sizes()
+TOY = Sizes(vocab=40, positions=9, feature_dim=24, embed_dim=16, hidden_dim=16, attention_dim=8, decode_steps=4)
+
+
+@dataclass
+class Runs:
+    """One case's timed repeats: wall-clock and process CPU seconds per call, peak memory."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    peak_mib: float | None = None
+    failed: str | None = None  # "OOM" when the case ran out of memory
+
+
+@dataclass
+class Result:
+    task: str
+    setting: str
+    unit: str                      # "captions/s", "images/s" or "ms"
+    ours: float | None             # median over repeats (throughput, or latency in ms)
+    baseline: float | None
+    speedup: float | None          # baseline time / our time, from wall-clock medians
+    cpu_speedup: float | None      # the same from process CPU time: robust to other processes on a shared machine
+    ours_best: float | None = None  # best repeat (an idle machine's figure)
+    ours_runs: list[float] = field(default_factory=list)
+    baseline_runs: list[float] = field(default_factory=list)
+    ours_peak_mib: float | None = None      # CUDA: allocated per 1,000 captions; CPU: peak RSS growth of one call
+    baseline_peak_mib: float | None = None
+    note: str = ""
+
+
+def make_result(task: str, setting: str, unit: str, items: int, ours: Runs, base: Runs | None = None,
+                base_items: int | None = None, peak_scale: float = 1.0, note: str = "") -> Result:
+    """Figures for `items` captions/images per call (`base_items` for the baseline's calls, if other);
+    speed-ups compare medians of time per item."""
+    base_items = base_items or items
+
+    def figures(runs: Runs, n: int) -> list[float]:
+        return [s * 1000 / n if unit == "ms" else n / s for s in runs.wall]
+
+    def per_item(runs: Runs | None, n: int, cpu: bool = False) -> float | None:
+        if runs is None or runs.failed or not runs.wall:
+            return None
+        return statistics.median(runs.cpu if cpu else runs.wall) / n
+
+    def ratio(cpu: bool) -> float | None:
+        b, o = per_item(base, base_items, cpu), per_item(ours, items, cpu)
+        return b / o if b and o else None
+
+    o = figures(ours, items)
+    b = figures(base, base_items) if base is not None and not base.failed else []
+    best = (min(o) if unit == "ms" else max(o)) if o else None
+    if base is not None and base.failed:
+        note = f"{note}; baseline {base.failed}".strip("; ")
+
+    def peak(runs: Runs | None) -> float | None:
+        return runs.peak_mib * peak_scale if runs is not None and runs.peak_mib is not None else None
+
+    return Result(task, setting, unit, statistics.median(o) if o else None, statistics.median(b) if b else None,
+                  ratio(False), ratio(True), best, o, b, peak(ours), peak(base), note)
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+def _rss_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name):
+                return int(line.split()[1])
+    return 0
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float, float | None]:
+    """Wall and CPU seconds for one call, and its peak memory in MiB (CUDA: allocated; CPU: RSS growth)."""
+    rss0 = None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        try:  # resets VmHWM (Linux), so the peak below belongs to this call
+            Path("/proc/self/clear_refs").write_text("5")
+            rss0 = _rss_kib("VmRSS")
+        except OSError:
+            pass
+    cpu, start = time.process_time(), time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if device.type == "cuda":
+        return wall, cpu, (torch.cuda.max_memory_allocated() - base) / 2**20
+    return wall, cpu, (_rss_kib("VmHWM") - rss0) / 1024 if rss0 is not None else None
+
+
+def interleaved(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+                warmup: int = 1) -> dict[str, Runs]:
+    """Run the cases round-robin, starting one later each round, so a busy spell slows all of them alike."""
+    names = list(cases)
+    runs = {n: Runs() for n in names}
+    for r in range(warmup + repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            if runs[name].failed:
+                continue
+            try:
+                wall, cpu, peak = timed(cases[name], device)
+            except torch.OutOfMemoryError:  # e.g. the baseline's (B, T, V) logits at a large batch
+                runs[name].failed = "OOM"
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            if r >= warmup:
+                runs[name].wall.append(wall)
+                runs[name].cpu.append(cpu)
+                if peak is not None:
+                    runs[name].peak_mib = max(runs[name].peak_mib or 0.0, peak)
+    return runs
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def _progress(result: Result) -> Result:
+    print(f"[bench] {result.task}: {result.setting}: ours {_fmt(result.ours, result.unit)}, "
+          f"baseline {_fmt(result.baseline, result.unit)}", file=sys.stderr, flush=True)
+    return result
+
+
+# ---- synthetic data and models -----------------------------------------------------------------
+def synthetic_batch(sizes: Sizes, batch: int, device: torch.device, seed: int = 0):
+    """Features (B, P, D), captions (B, max_words + 2) padded like the tutorial's, lengths (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    words = (torch.randn(batch, generator=g) * sizes.sd_words + sizes.mean_words).round().long()
+    words = words.clamp(3, sizes.max_words)
+    captions = torch.full((batch, sizes.max_words + 2), PAD, dtype=torch.long)
+    for i, n in enumerate(words.tolist()):
+        captions[i, 0], captions[i, n + 1] = START, END
+        captions[i, 1:n + 1] = torch.randint(4, sizes.vocab, (n,), generator=g)
+    features = torch.randn(batch, sizes.positions, sizes.feature_dim, generator=g).relu_()
+    return features.to(device), captions.to(device), (words + 2).to(device)
+
+
+def our_decoder(sizes: Sizes, device: torch.device, compile: bool = False, **config) -> ShowAttendTellDecoder:
+    torch.manual_seed(0)
+    c = ModelConfig(embed_dim=sizes.embed_dim, hidden_dim=sizes.hidden_dim, attention_dim=sizes.attention_dim,
+                    **config)
+    decoder = ShowAttendTellDecoder(c, sizes.vocab, sizes.feature_dim).to(device)
+    if compile:
+        decoder.attention.compile_kernel()
+    return decoder
+
+
+def tutorial_decoder(sizes: Sizes, device: torch.device, vocab: int | None = None,
+                     feature_dim: int | None = None) -> TutorialDecoder:
+    torch.manual_seed(0)
+    return TutorialDecoder(vocab or sizes.vocab, feature_dim or sizes.feature_dim, sizes.embed_dim,
+                           sizes.hidden_dim, sizes.attention_dim).to(device)
+
+
+# The tutorial's model (soft attention, scalar gate, shallow output), then our paper defaults.
+TRAIN_CONFIGS = {
+    "soft, shallow output (= baseline model)": dict(deep_output=False),
+    "soft, deep output (our default)": dict(),
+    "hard, REINFORCE 2 samples": dict(attention="hard"),
+}
+
+
+def our_train_step(decoder: ShowAttendTellDecoder, features, captions, amp: bool) -> Callable[[], None]:
+    """One real training step: forward (teacher-forced loss), backward, clipping, Adam."""
+    device = features.device
+    decoder.train()
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-4, fused=True)  # fused: also ~4x faster on CPU
+
+    def run() -> None:
+        with _autocast(device, amp):
+            out = decoder(features, captions)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
+        optimizer.step()
+
+    return run
+
+
+def baseline_train_step(model: TutorialDecoder, features, captions, lengths) -> Callable[[], None]:
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return lambda: tutorial_train_step(model, optimizer, features, captions, lengths)
+
+
+def bench_training(sizes: Sizes, device: torch.device, batches: list[int], repeats: int, amp: bool,
+                   configs: dict[str, dict] = TRAIN_CONFIGS, compile: bool = False) -> list[Result]:
+    results = []
+    for batch in batches:
+        features, captions, lengths = synthetic_batch(sizes, batch, device)
+        cases = {name: our_train_step(our_decoder(sizes, device, compile, **cfg), features, captions, amp)
+                 for name, cfg in configs.items()}
+        cases["baseline"] = baseline_train_step(tutorial_decoder(sizes, device), features, captions, lengths)
+        runs = interleaved(cases, device, repeats, warmup=2 if compile else 1)
+        base = runs.pop("baseline")
+        scale = 1000 / batch if device.type == "cuda" else 1.0
+        for name, ours in runs.items():
+            soft = name.startswith("soft")  # the baseline is the tutorial's soft-attention model
+            results.append(_progress(make_result("train captions/s", f"{name}, batch {batch}", "captions/s", batch,
+                                                 ours, base if soft else None, peak_scale=scale)))
+    return results
+
+
+# ---- beam search -------------------------------------------------------------------------------
+def bench_beam(sizes: Sizes, device: torch.device, images: int, baseline_images: int, repeats: int,
+               amp: bool, beam_size: int = 3, compile: bool = False) -> Result:
+    features, _, _ = synthetic_batch(sizes, images, device, seed=1)
+    ours = our_decoder(sizes, device, compile).eval()
+    base = tutorial_decoder(sizes, device).eval()
+
+    @torch.inference_mode()
+    def run_ours() -> None:
+        with _autocast(device, amp):
+            memory, state = tuple(ours.memory(features)), ours.init_state(features)
+            beam_search(ours.step, state, memory, start_id=START, end_id=END, pad_id=PAD,
+                        max_len=sizes.decode_steps, beam_size=beam_size)
+
+    def run_base() -> None:
+        for i in range(baseline_images):
+            tutorial_beam_search(base, features[i:i + 1], start_id=START, end_id=END, beam_size=beam_size,
+                                 max_len=sizes.decode_steps)
+
+    runs = interleaved({"ours": run_ours, "baseline": run_base}, device, repeats, warmup=2 if compile else 1)
+    return _progress(make_result("beam search images/s", f"beam {beam_size}, {sizes.decode_steps} steps, batch "
+                                 f"{images} (baseline one image at a time)", "images/s", images, runs["ours"],
+                                 runs["baseline"], base_items=baseline_images))
+
+
+# ---- feature extraction ------------------------------------------------------------------------
+def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (640, 480), seed: int = 0) -> list[Path]:
+    """COCO-sized JPEGs with smooth structure plus noise (~COCO file sizes)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (size[1] // 32, size[0] // 32, 3), dtype=np.uint8))
+        pixels = np.asarray(coarse.resize(size, Image.BICUBIC), dtype=np.int16)
+        pixels = (pixels + rng.normal(0, 10, pixels.shape)).clip(0, 255).astype(np.uint8)
+        path = folder / f"{i:06d}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def bench_extraction(device: torch.device, encoder_name: str, count: int, repeats: int, num_workers: int,
+                     batch_size: int = 32, image_size: int | None = None, amp: bool = False) -> Result:
+    """FeatureCache.build over synthetic JPEGs against a one-image-at-a-time loop (same encoder).
+
+    amp: run ours under bf16 autocast with channels_last weights (what a GPU wants; not yet in build)."""
+    from captioning.data.cache import FeatureCache
+    from captioning.data.records import ImageRecord
+
+    encoder = create_encoder(encoder_name, pretrained=False, image_size=image_size).to(device).eval()
+    if amp:
+        encoder = encoder.to(memory_format=torch.channels_last)
+    with tempfile.TemporaryDirectory(prefix="showtell-bench-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "images").mkdir()
+        paths = write_jpegs(tmp / "images", count)
+        records = [ImageRecord(i, p, "train", ["an image"]) for i, p in enumerate(paths)]
+        out = np.empty((count, encoder.num_positions, encoder.channels), dtype=np.float16)
+        builds = iter(range(10**6))
+
+        def run_ours() -> None:
+            with _autocast(device, amp):
+                FeatureCache.build(encoder, records, tmp / f"cache{next(builds)}", batch_size=batch_size,
+                                   num_workers=num_workers, device=device, progress=False)
+
+        @torch.no_grad()
+        def run_base() -> None:  # one image at a time in the main process, as a plain loop would
+            for i, path in enumerate(paths):
+                pixels = encoder.preprocess([Image.open(path).convert("RGB")]).to(device)
+                out[i] = encoder(pixels).cpu().numpy()
+
+        runs = interleaved({"ours": run_ours, "baseline": run_base}, device, repeats)
+    fast = ", bf16 + channels_last" if amp else ""
+    return _progress(make_result(
+        "JPEG -> feature cache images/s", f"{encoder_name} {encoder.preprocess.image_size}px{fast}, {count} 640x480 "
+        f"JPEGs, FeatureCache.build batch {batch_size}, {num_workers} workers (baseline: one by one)", "images/s",
+        count, runs["ours"], runs["baseline"]))
+
+
+# ---- one-image latency -------------------------------------------------------------------------
+SHAPES_WORDS = ("a an the red green blue yellow purple orange circle circles square squares triangle triangles "
+                "above below left right of to next each other two three small large is there").split()
+
+
+def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
+                  config: ModelConfig | None = None, warmup: int = 3) -> list[Result]:
+    """Captioner.caption on one 640x480 PIL image (encoder + beam 3) against encoder + tutorial beam search.
+
+    Random weights with <end> disabled, so both decode the full max_len steps (the worst case)."""
+    vocab = Vocabulary.build([SHAPES_WORDS])
+    config = config or ModelConfig()
+    torch.manual_seed(0)
+    ours = Captioner(config, vocab, pretrained_encoder=pretrained).to(device).eval()
+    base = tutorial_decoder(Sizes(embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
+                                  attention_dim=config.attention_dim), device, len(vocab), ours.encoder.channels).eval()
+    with torch.no_grad():
+        ours.decoder.output.logits.bias[END] = float("-inf")
+        base.fc.bias[END] = float("-inf")
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+
+    @torch.no_grad()
+    def run_base() -> None:
+        features = ours.encoder(ours.encoder.preprocess([image]).to(device))
+        tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=config.max_len)
+
+    cases = {"ours": lambda: ours.caption([image], beam_size=3), "baseline": run_base}
+    bundled = BUNDLED_DIR / "shapes-soft"
+    if bundled.exists():
+        trained = load_captioner(bundled, device)
+        cases["bundled"] = lambda: trained.caption([image], beam_size=3)
+    runs = interleaved(cases, device, repeats, warmup=warmup)
+    setting = f"{config.encoder} {ours.encoder.preprocess.image_size}px + beam 3, {config.max_len} steps"
+    results = [_progress(make_result("caption latency ms", f"1 image, {setting}, random weights", "ms", 1,
+                                     runs["ours"], runs["baseline"]))]
+    if "bundled" in runs:
+        results.append(_progress(make_result("caption latency ms", "1 image, bundled shapes-soft + beam 3", "ms", 1,
+                                             runs["bundled"])))
+    return results
+
+
+# ---- report ------------------------------------------------------------------------------------
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    return f"{x:.1f}" if x >= 10 or unit == "ms" else f"{x:.2f}"
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| task | setting | ours | baseline | speed-up (wall) | speed-up (CPU time) | peak MiB ours / baseline |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        ours = _fmt(r.ours, r.unit) + (f" (best {_fmt(r.ours_best, r.unit)})" if r.unit == "ms" else "")
+        base = r.note or _fmt(r.baseline, r.unit)
+        speed = "-" if r.speedup is None else f"{r.speedup:.1f}x"
+        cpu = "-" if r.cpu_speedup is None else f"{r.cpu_speedup:.1f}x"
+        peak = f"{_fmt(r.ours_peak_mib)} / {_fmt(r.baseline_peak_mib)}" if r.ours_peak_mib is not None else "-"
+        lines.append(f"| {r.task} | {r.setting} | {ours} | {base} | {speed} | {cpu} | {peak} |")
+    return "\n".join(lines)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def report(results: list[Result], device: torch.device, **settings) -> dict:
+    """What --json writes: the figures (medians, every repeat, ratios) plus the device and settings."""
+    return {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), **settings, "sizes": asdict(COCO),
+            "results": [asdict(r) for r in results]}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--json", type=Path, help="also write the figures (and the device name) to this JSON file")
+    p.add_argument("--quick", action="store_true", help="fewer batch sizes, images and repeats (CPU: < 2 min)")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast for our paths (auto: on for cuda, off for cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile our per-step attention kernel (decoder.attention.compile_kernel)")
+    p.add_argument("--repeats", type=int, help="timed repeats per figure (default: 3 quick, 5 full)")
+    p.add_argument("--only", nargs="+", choices=["train", "beam", "extract", "latency"],
+                   default=["train", "beam", "extract", "latency"])
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    return p
+
+
+def main(args: argparse.Namespace) -> list[Result]:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available; use --device cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+    gpu, quick = device.type == "cuda", args.quick
+    repeats = args.repeats or (3 if quick else 5)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    results: list[Result] = []
+    if "train" in args.only:
+        batches = ([256] if quick else [256, 1024]) if gpu else ([32] if quick else [32, 128])
+        results += bench_training(COCO, device, batches, repeats, amp, compile=args.compile)
+    if "beam" in args.only:
+        images, base_images = (1000, 50) if gpu else ((16, 3) if quick else (64, 8))
+        results.append(bench_beam(COCO, device, images, base_images, repeats, amp, compile=args.compile))
+    if "extract" in args.only:
+        for name in (["efficientnet_lite0", "resnet101"] if gpu else ["efficientnet_lite0"]):
+            for fast in sorted({False, amp and gpu}):
+                results.append(bench_extraction(device, name, 96 if quick else 300, max(2, repeats - 1),
+                                                num_workers=8 if gpu else 1, batch_size=64 if gpu else 32,
+                                                amp=fast))
+    if "latency" in args.only:
+        results += bench_latency(device, 10 if quick else 20)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; amp {'bf16' if amp else 'off'}; "
+          f"compile {'on' if args.compile else 'off'}")
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(report(results, device, amp=amp, compile=args.compile, quick=quick), indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,162 @@
+"""`captioning` command line: train, evaluate, caption, prepare, download.
+
+Errors end the command with one line `error: ...` and a non-zero status; `--debug` shows the
+traceback instead. Heavy imports happen inside the commands, so `--help` stays quick."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (invalid choices still list the valid ones)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import main
+
+    main(args)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import main
+
+    main(args)
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    import torch
+
+    from .images import ImageLoadError, open_image
+    from .model import load_captioner
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if args.beam_size < 1:
+        raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
+    if args.max_len is not None and args.max_len < 1:
+        raise ValueError(f"--max-len must be at least 1, got {args.max_len}")
+    model = load_captioner(args.checkpoint, device)
+    failed = 0
+    for path in args.images:
+        try:
+            image = open_image(path)
+        except ImageLoadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        result = model.caption([image], beam_size=args.beam_size, max_len=args.max_len)[0]
+        print(f"{path}\t{result.text}", flush=True)
+        if args.attention_out:
+            from .figures import attention_figure
+
+            out = Path(args.attention_out) / f"{Path(path).stem}.png"
+            attention_figure(image, result.tokens, result.attention, out, title=result.text)
+    return 1 if failed else 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .data.shapes import prepare_shapes
+
+    if args.num_images < 3:
+        raise ValueError(f"--num-images must be at least 3 (train, val and test images), got {args.num_images}")
+    prepare_shapes(args.out, num_images=args.num_images, seed=args.seed)
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .data.download import download, plan_coco_download
+
+    items = plan_coco_download(args.root, include=args.include)
+    if not items:
+        print(f"{args.root}: everything is already there")
+        return 0
+    total = sum(i.size_hint or 0 for i in items) / 1e9
+    print(f"downloading {len(items)} item(s) (about {total:.1f} GB) into {args.root}")
+    for path in download(items):
+        print(f"ready: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import get_args_parser as evaluate_parser
+    from .train_config import get_args_parser as train_parser
+
+    parser = _Parser(prog="captioning", description="Show, Attend and Tell image captioning.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+
+    p = sub.add_parser("train", parents=[train_parser(add_help=False), debug], help="train a captioner",
+                       description="Train a captioner. Every option can also be set in a --config YAML "
+                                   "(key = option name with underscores); the command line wins.",
+                       argument_default=argparse.SUPPRESS)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", parents=[evaluate_parser(add_help=False), debug], help="COCO metrics of a run")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("caption", parents=[debug], help="caption images")
+    p.add_argument("checkpoint", help="run folder, checkpoint folder or bundled model name")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--beam-size", type=int, default=3, help="beam size (1: greedy; default: 3)")
+    p.add_argument("--max-len", type=int, help="longest caption in words (default: the model's)")
+    p.add_argument("--attention-out", help="folder for one attention figure (PNG) per image")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=_caption)
+
+    p = sub.add_parser("prepare", parents=[debug], help="write a synthetic dataset")
+    p.add_argument("dataset", choices=("shapes",), help="which dataset")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--num-images", type=int, default=1000, help="images, split 80/10/10 (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("download", parents=[debug], help="download a dataset")
+    p.add_argument("dataset", choices=("coco",), help="which dataset")
+    p.add_argument("--root", required=True, help="download folder")
+    p.add_argument("--include", nargs="+", default=["train2014", "val2014", "annotations", "karpathy"],
+                   choices=("train2014", "val2014", "annotations", "karpathy"), help="parts to fetch (default: all)")
+    p.set_defaults(func=_download)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    message = " ".join(message.split()) or type(exc).__name__
+    known = (ValueError, RuntimeError, OSError, KeyError)
+    if type(exc).__name__ == "OutOfMemoryError":
+        return f"out of memory ({message[:200]}); lower --batch-size"
+    return message if isinstance(exc, known) else f"{type(exc).__name__}: {message}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""bench/ at toy sizes: every measurement runs, the baseline computes our model's function, and the
+fast training path (fused products of h, StepWeights) gives plain autograd's gradients. Not timed."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from bench import bench
+from bench.baseline import from_showtell, tutorial_beam_search, tutorial_loss
+from captioning.cells import StepWeights
+from captioning.config import ModelConfig
+from captioning.decoder import ShowAttendTellDecoder
+from captioning.search import beam_search
+
+CPU = torch.device("cpu")
+
+
+def toy_decoder(**overrides) -> ShowAttendTellDecoder:
+    return bench.our_decoder(bench.TOY, CPU, **{"dropout": 0.0, **overrides})
+
+
+def test_baseline_computes_our_model():
+    """Same weights, same function: the tutorial-style loop is a fair reference, not a different model."""
+    ours = toy_decoder(deep_output=False).eval()
+    base = from_showtell(ours).eval()
+    features, captions, lengths = bench.synthetic_batch(bench.TOY, 6, CPU)
+    with torch.no_grad():
+        _, nll = tutorial_loss(base, features, captions, lengths)
+        assert float(nll) == pytest.approx(float(ours(features, captions).nll), abs=1e-5)
+        for i in range(3):
+            one = features[i:i + 1]
+            words, log_prob = tutorial_beam_search(base, one, start_id=bench.START, end_id=bench.END, beam_size=1,
+                                                   max_len=6)
+            (hyp,) = beam_search(ours.step, ours.init_state(one), tuple(ours.memory(one)), start_id=bench.START,
+                                 end_id=bench.END, pad_id=bench.PAD, max_len=6, beam_size=1)[0]
+            assert words == hyp.token_ids
+            assert log_prob == pytest.approx(hyp.log_prob, abs=1e-4)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_step_weights_give_plain_autograd_gradients(bias):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(5, 7, bias=bias)
+    xs = [torch.randn(3, 5, requires_grad=True) for _ in range(4)]
+
+    def loss(apply):
+        h = torch.zeros(3, 7)
+        for x in xs:
+            h = torch.tanh(apply(x) + h)
+        return h.square().sum()
+
+    loss(layer).backward()
+    expected = [p.grad.clone() for p in layer.parameters()] + [x.grad.clone() for x in xs]
+    layer.zero_grad()
+    for x in xs:
+        x.grad = None
+    loss(StepWeights(layer.weight, layer.bias)).backward()
+    got = [p.grad for p in layer.parameters()] + [x.grad for x in xs]
+    for e, g in zip(expected, got, strict=True):
+        assert torch.allclose(e, g, atol=1e-6)
+    with torch.no_grad():  # outside autograd it is a plain linear
+        assert StepWeights(layer.weight, layer.bias).token is None
+
+
+def test_training_under_bf16_autocast_keeps_fp32_gradients():
+    """The GPU recipe (bf16 autocast) exercised on the CPU: finite loss, fp32 gradients for every parameter."""
+    dec = toy_decoder()
+    features, captions, _ = bench.synthetic_batch(bench.TOY, 4, CPU)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dec(features, captions)
+    out.loss.backward()
+    assert math.isfinite(out.loss.item())
+    for name, p in dec.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32, name
+
+
+def test_training_and_beam_measurements_run(tmp_path):
+    results = bench.bench_training(bench.TOY, CPU, [4], repeats=1, amp=False)
+    results += bench.bench_training(bench.TOY, CPU, [3], repeats=1, amp=True,
+                                    configs={"soft": dict(), "hard": dict(attention="hard")})
+    results.append(bench.bench_beam(bench.TOY, CPU, images=4, baseline_images=2, repeats=1, amp=False))
+    assert len(results) == 6
+    for r in results:
+        assert r.ours > 0 and len(r.ours_runs) == 1
+        assert (r.baseline is None) == r.setting.startswith("hard")
+    soft = [r for r in results if r.setting.startswith("soft")]
+    assert all(r.speedup == pytest.approx(r.ours / r.baseline) and r.cpu_speedup > 0 for r in soft)
+    assert "| train captions/s |" in bench.table(results)
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps(bench.report(results, CPU, amp=False, quick=True)))
+    data = json.loads(out.read_text())
+    assert "CPU" in data["device"] and len(data["results"]) == 6
+
+
+def test_extraction_and_latency_measurements_run():
+    extraction = bench.bench_extraction(CPU, "efficientnet_lite0", count=4, repeats=1, num_workers=0, batch_size=2,
+                                        image_size=64)
+    assert extraction.ours > 0 and extraction.baseline > 0
+    config = ModelConfig(embed_dim=16, hidden_dim=16, attention_dim=8, image_size=64, max_len=3)
+    (latency, *_) = bench.bench_latency(CPU, repeats=1, pretrained=False, config=config, warmup=1)
+    assert latency.unit == "ms" and latency.ours > 0 and latency.speedup == pytest.approx(latency.baseline / latency.ours)
+
+
+def test_args_parser_lists_choices():
+    args = bench.get_args_parser().parse_args(["--device", "cpu", "--quick", "--only", "train", "beam"])
+    assert args.quick and args.only == ["train", "beam"] and args.amp == "auto"
+    with pytest.raises(SystemExit):
+        bench.get_args_parser().parse_args(["--device", "tpu"])

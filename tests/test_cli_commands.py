@@ -1,0 +1,69 @@
+"""The `captioning` command line: one-line errors, caption + attention figures, prepare, download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captioning.cli import main as cli
+
+from .test_train_run import shared_run
+
+
+@pytest.fixture
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    return shared_run(tmp_path_factory)
+
+
+def test_caption_prints_path_tab_caption_and_draws_attention(trained, tmp_path, capsys):
+    run, data = trained
+    images = sorted((data / "images").glob("*.png"))[:2]
+    figures = tmp_path / "att"
+    assert cli(["caption", str(run), *map(str, images), "--beam-size", "2", "--attention-out", str(figures)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == list(map(str, images))
+    assert all(len(line.split("\t")) == 2 for line in lines)
+    for image in images:
+        with Image.open(figures / f"{image.stem}.png") as figure:
+            assert figure.format == "PNG" and figure.width > 200
+
+
+def test_caption_bad_image_is_reported_and_others_still_captioned(trained, tmp_path, capsys):
+    run, data = trained
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    good = sorted((data / "images").glob("*.png"))[0]
+    assert cli(["caption", str(run), str(bad), str(good), "--beam-size", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{good}\t")
+    assert captured.err.startswith("error: ") and str(bad) in captured.err and "Traceback" not in captured.err
+
+
+def test_errors_are_one_line_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--out", str(tmp_path / "r"), "--attention", "medium"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "'soft', 'hard'" in err
+    assert cli(["train", "--out", str(tmp_path / "r"), "--annotations", str(tmp_path / "none.json"),
+                "--images", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "none.json" in err and err.count("\n") == 1
+    with pytest.raises(Exception, match="none.json"):  # --debug: the real exception, traceback and all
+        cli(["train", "--out", str(tmp_path / "r"), "--annotations", str(tmp_path / "none.json"),
+             "--images", str(tmp_path), "--debug"])
+
+
+def test_prepare_shapes_and_download_plan(tmp_path, capsys):
+    assert cli(["prepare", "shapes", "--out", str(tmp_path / "s"), "--num-images", "10"]) == 0
+    assert (tmp_path / "s" / "dataset_shapes.json").is_file()
+    root = tmp_path / "coco"
+    for folder in ("train2014", "val2014", "annotations"):
+        (root / folder).mkdir(parents=True)
+    (root / "annotations" / "captions_train2014.json").write_text("{}")
+    (root / "dataset_coco.json").write_text("{}")
+    capsys.readouterr()
+    assert cli(["download", "coco", "--root", str(root)]) == 0  # nothing left to fetch: no network needed
+    assert "already there" in capsys.readouterr().out

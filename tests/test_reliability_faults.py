@@ -1,0 +1,194 @@
+"""Faults during training: `captioning train` killed with SIGKILL again and again (at random moments, while
+a checkpoint folder is being written, between its renames) and rerun with the same command finishes
+where it left off, with every checkpoint folder on disk loadable; a diverging run stops with one line
+naming the step and leaves the last good checkpoint intact."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from captioning import load_captioner
+from captioning.cli import main as captioning_cli
+from captioning.data import write_shapes_dataset
+
+EPOCHS, STEPS_PER_EPOCH = 4, 5  # 8 train images x 5 captions, batch 8
+TINY_TRAIN = ["--image-size", "64", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
+              "--batch-size", "8", "--min-freq", "1", "--num-workers", "0", "--beam-size", "1", "--max-len", "8",
+              "--dropout", "0", "--device", "cpu", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_dataset(root, splits=(8, 2, 2), image_size=64, seed=4)
+    return root
+
+
+# Children come from a fork server that imported torch and the trainer once: a fresh `python -m
+# captioning.cli` pays ~5 s of imports per start on a loaded 2-core machine; a forked child starts at once.
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["torch", "torch._dynamo", "torch.utils.tensorboard", "captioning.cli", "captioning.train",
+                                 "captioning.evaluate", "captioning.metrics", "captioning.efficientnet_lite", "tqdm"])
+
+
+def _train_child(argv: list[str], log: str) -> None:
+    """`captioning train ARGV` with stdout and stderr appended to `log`; the exit code is the CLI's."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    torch.set_num_threads(1)
+    code = captioning_cli(["train", *argv])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def _start(argv: list[str], log: Path) -> multiprocessing.Process:
+    process = _CONTEXT.Process(target=_train_child, args=(argv, str(log)), daemon=True)
+    process.start()
+    return process
+
+
+def _wait_for(process: multiprocessing.Process, ready, timeout: float = 60.0, poll: float = 0.0005) -> bool:
+    """Poll `ready()` until it holds (True) or the process ends / time runs out (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.is_alive():
+        if ready():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def _entries(run: Path, pattern: str) -> set[tuple[str, int, int]]:
+    """(name, inode, ctime) of RUN's entries matching `pattern`: a folder made again under the same name differs."""
+    try:
+        return {(e.name, e.inode(), e.stat().st_ctime_ns) for e in os.scandir(run) if re.fullmatch(pattern, e.name)}
+    except FileNotFoundError:
+        return set()
+
+
+def _step(run: Path) -> int:
+    try:
+        return json.loads((run / "last" / "trainer.json").read_text())["trainer"]["step"]
+    except (OSError, ValueError):
+        return 0
+
+
+def _checkpoints_on_disk_are_sound(run: Path) -> int:
+    """Every checkpoint folder a loader could pick loads; returns the trainer step of RUN/last (0: none)."""
+    folders = []
+    for name in ("last", "best"):
+        # `.NAME.old` is what a kill between the two renames leaves; the loader falls back to it
+        # only then. Otherwise it is the previous version being deleted, and may be partial.
+        folder = run / name if (run / name).exists() else run / f".{name}.old"
+        if folder.exists():
+            folders.append(folder)
+    for folder in folders:
+        model = load_captioner(folder)                       # weights, config and vocabulary agree
+        assert model.config.hidden_dim == 32
+    if folders:
+        load_captioner(run)                                  # what `captioning caption RUN` would load
+    last = run / "last" if (run / "last").exists() else run / ".last.old"
+    if not (last / "trainer.json").exists():
+        return 0
+    load_file(last / "trainer.safetensors")                  # optimizer state and RNG readable
+    return json.loads((last / "trainer.json").read_text())["trainer"]["step"]
+
+
+WRITING, SWAPPING = r"\.last\..+\.tmp", r"\.last\.old"
+KILLS = [  # (what, from which step on, RUN entry whose (re)appearance triggers the kill or None, random delay)
+    ("at a random moment", 0, None, 0.6),
+    ("while a checkpoint is written", 0, WRITING, 0.0),
+    ("between the renames of a checkpoint swap", 7, SWAPPING, 0.0),
+    ("while a checkpoint is written", 10, WRITING, 0.0),
+    ("at a random moment", 12, None, 0.4),
+]
+
+
+def test_sigkill_again_and_again_then_rerun_finishes_where_it_left_off(shapes, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run, log = tmp_path / "run", tmp_path / "train.log"
+    argv = ["--annotations", str(shapes / "dataset_shapes.json"), "--images", str(shapes), "--out", str(run),
+            "--cache-dir", str(shapes / "cache"), "--epochs", str(EPOCHS), "--checkpoint-every", "1", *TINY_TRAIN]
+    rng = random.Random(7)
+    log.touch()
+    steps, starts, landed = [0], [], []
+    for what, from_step, pattern, delay in KILLS:
+        starts.append(_checkpoints_on_disk_are_sound(run))
+        launches = log.read_text().count("training on ")
+        before = _entries(run, pattern) if pattern else set()
+        armed: list[bool] = []
+
+        def ready() -> bool:
+            if not armed:  # wait for this launch's training loop, and the step to kill from
+                if log.read_text().count("training on ") == launches or _step(run) < from_step:
+                    return False
+                armed.append(True)
+            return pattern is None or bool(_entries(run, pattern) - before)
+
+        process = _start(argv, log)
+        if _wait_for(process, ready):
+            time.sleep(rng.uniform(0, delay))
+            os.kill(process.pid, signal.SIGKILL)
+            landed.append(what)
+        process.join(30)
+        assert process.exitcode in (-signal.SIGKILL, 0), log.read_text()[-2000:]
+        steps.append(_checkpoints_on_disk_are_sound(run))
+        assert steps[-1] >= steps[-2], f"killed {what}: training went back from step {steps[-2]} to {steps[-1]}"
+        if process.exitcode == 0:
+            break
+    assert len(landed) >= 4, f"only {len(landed)} kills landed ({landed}); the machine may be too slow"
+
+    starts.append(_checkpoints_on_disk_are_sound(run))
+    process = _start(argv, log)
+    process.join(120)
+    assert process.exitcode == 0, log.read_text()[-2000:]
+
+    text = log.read_text()
+    # every rerun that found a checkpoint continued from it, at its exact step (none restarted from scratch)
+    resumed = [int(s) for s in re.findall(r"resuming .* at epoch \d+, step (\d+)", text)]
+    assert resumed == [s for s in starts if s > 0], (resumed, starts)
+    assert "Traceback" not in text and "error:" not in text
+    meta = json.loads((run / "last" / "trainer.json").read_text())["trainer"]
+    assert (meta["epoch"], meta["step"]) == (EPOCHS, EPOCHS * STEPS_PER_EPOCH)
+    assert [h["epoch"] for h in meta["history"]] == list(range(1, EPOCHS + 1))
+    assert [h["step"] for h in meta["history"]] == [STEPS_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
+    _checkpoints_on_disk_are_sound(run)
+    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".")]
+    assert not leftovers, f"half-written or half-deleted folders of killed saves remain: {leftovers}"
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(shapes, tmp_path, capsys):
+    """Epoch 1 trains normally; `--lr-decay 1e30` makes epoch 2's learning rate absurd, so the weights
+    blow up and a later step's loss is not finite."""
+    run = tmp_path / "run"
+    argv = ["train", "--annotations", str(shapes / "dataset_shapes.json"), "--images", str(shapes), "--out", str(run),
+            "--cache-dir", str(shapes / "cache"), "--epochs", "3", "--lr-decay", "1e30", *TINY_TRAIN]
+    assert captioning_cli(argv) == 1
+    captured = capsys.readouterr().err
+    err = captured.split("\r")[-1]  # after the cleared progress bars
+    assert err.count("\n") == 1 and "Traceback" not in captured, captured
+    match = re.fullmatch(r"error: (loss|gradient norm) became (nan|inf|-inf) at step (\d+) \(epoch 2\); .*"
+                         r"last good checkpoint is (\S+) .*\n", err)
+    assert match, err
+    assert STEPS_PER_EPOCH < int(match.group(3)) <= 2 * STEPS_PER_EPOCH
+    assert Path(match.group(4)) == run / "last"
+    meta = json.loads((run / "last" / "trainer.json").read_text())["trainer"]
+    assert (meta["epoch"], meta["step"]) == (1, STEPS_PER_EPOCH)     # the end of epoch 1, untouched
+    weights = load_file(run / "last" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+    result = load_captioner(run).caption([Image.new("RGB", (64, 64), (240, 240, 240))], beam_size=1)[0]
+    assert isinstance(result.text, str)

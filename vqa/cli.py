@@ -1,0 +1,53 @@
+"""`vqa train | evaluate | answer`: one parser per command, one `main(args)` each. Errors print as
+one line (`error: ...`) with a non-zero exit status; `--debug` shows the traceback instead."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from captioning.cli import _Parser as OneLineErrorParser
+
+from . import answer, evaluate, train
+
+COMMANDS = {
+    "train": (train, "train a question answerer (Visual7W, easy-VQA, shapes)"),
+    "evaluate": (evaluate, "multiple-choice and open-ended accuracy, per question type"),
+    "answer": (answer, "answer one question about one image"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog="vqa", description="Visual7W-style question answering with "
+                                "soft or hard attention (LSTM-Att).")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,answer}")
+    for name, (module, help_text) in COMMANDS.items():
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text, parents=[common]))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command][0].main(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; the traceback only on request
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, KeyError):
+            message = f"missing {message}"
+        elif not isinstance(exc, (ValueError, OSError, RuntimeError)):
+            message = f"{type(exc).__name__}: {message}"
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

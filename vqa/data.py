@@ -1,0 +1,329 @@
+"""Question-answer records from Visual7W (official JSON), easy-VQA (its PyPI package) and the
+built-in shapes scenes (`captioning.data.shapes`). Every problem is one line naming file and entry.
+
+Visual7W telling: {"images": [{"image_id", "filename", "split", "qa_pairs": [{"qa_id", "image_id",
+"question", "answer", "multiple_choices": [3 wrong answers], "type"}]}]}. Pointing is the same with
+box ids as "answer" and "multiple_choices", and a top-level "boxes": [{"box_id", "image_id", "x",
+"y", "width", "height", "name"}] list."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from captioning.data.records import DatasetError
+from captioning.vocab import tokenize
+
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+VISUAL7W_TYPES = ("what", "where", "when", "who", "why", "how")
+POINTING_TYPES = ("which",)
+EASY_VQA_GROUPS = {"yes/no": ("yes", "no"), "shape": ("circle", "rectangle", "triangle"),
+                   "color": ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")}
+
+
+@dataclass(frozen=True)
+class Box:
+    box_id: int
+    x: float
+    y: float
+    width: float
+    height: float
+    name: str = ""
+
+    def corners(self, image_width: int, image_height: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) clipped to the image, at least one pixel each way."""
+        x0 = min(max(0, int(self.x)), image_width - 1)
+        y0 = min(max(0, int(self.y)), image_height - 1)
+        x1 = max(x0 + 1, round(min(max(self.x + self.width, 0), image_width)))  # clipped first: x + w may be inf
+        y1 = max(y0 + 1, round(min(max(self.y + self.height, 0), image_height)))
+        return x0, y0, x1, y1
+
+
+@dataclass
+class QA:
+    qa_id: int | str
+    image: str                  # key of `QADataset.images`
+    split: str
+    type: str                   # what | where | ... | which (Visual7W); color | shape | yes/no (easy-VQA) ...
+    question: str
+    answer: str | int           # text (telling) or box id (pointing)
+    candidates: list            # the answer and the wrong choices in a fixed shuffled order
+
+    @property
+    def answer_index(self) -> int:
+        return self.candidates.index(self.answer)
+
+
+@dataclass
+class QADataset:
+    task: str
+    questions: list[QA]
+    images: dict[str, Path]                              # image key -> file
+    boxes: dict[int, Box] = field(default_factory=dict)  # pointing only
+    types: list[str] = field(default_factory=list)       # question types in table order
+
+    def split(self, name: str) -> list[QA]:
+        return [q for q in self.questions if q.split == name]
+
+    def merge(self, other: QADataset) -> QADataset:
+        if other.task != self.task:
+            raise DatasetError(f"cannot mix {self.task} and {other.task} questions")
+        types = self.types + [t for t in other.types if t not in self.types]
+        return QADataset(self.task, self.questions + other.questions, {**self.images, **other.images},
+                         {**self.boxes, **other.boxes}, types)
+
+
+def normalize(answer: str) -> str:
+    """What exact match compares: lower-case words, punctuation dropped ("On a bench." -> "on a bench")."""
+    return " ".join(tokenize(answer))
+
+
+def shuffled(items: list, key: str) -> list:
+    """`items` in an order fixed by `key` (the same on every machine and run)."""
+    items = list(items)
+    random.Random(key).shuffle(items)
+    return items
+
+
+# ---- Visual7W ------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such annotation file") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from None
+
+
+def _get(entry: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{where}: expected an object")
+    if key not in entry:
+        raise DatasetError(f'{where}: missing "{key}"')
+    value = entry[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DatasetError(f'{where}: "{key}" has the wrong type ({type(value).__name__})')
+    return value
+
+
+def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, check_files: bool = True,
+                  skip_invalid: bool = False) -> QADataset:
+    """Read `dataset_v7w_telling.json` or `dataset_v7w_pointing.json`; images are `images / filename`.
+    With `skip_invalid`, bad entries (malformed, duplicate ids, missing images) are skipped and counted."""
+    path, folder = Path(annotations), Path(images).absolute()
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DatasetError(f'{path}: expected a JSON object with an "images" list (Visual7W format)')
+    boxes: dict[int, Box] = {}
+    if task == "pointing":
+        if not isinstance(data.get("boxes"), list):
+            raise DatasetError(f'{path}: a pointing file needs a top-level "boxes" list '
+                               "(is this dataset_v7w_telling.json? then use --task telling)")
+        for i, b in enumerate(data["boxes"]):
+            where = f"{path}: boxes[{i}]"
+            number = (int, float)
+            if _get(b, "box_id", int, where) in boxes:
+                raise DatasetError(f"{where}: duplicate box_id {b['box_id']!r}")
+            boxes[b["box_id"]] = Box(b["box_id"], _get(b, "x", number, where),
+                                                       _get(b, "y", number, where), _get(b, "width", number, where),
+                                                       _get(b, "height", number, where), str(b.get("name", "")))
+    answer_kind = int if task == "pointing" else str
+    questions, image_files, missing = [], {}, []
+    skipped: Counter[str] = Counter()
+    first: dict[str, str] = {}
+
+    def bad(error: DatasetError, kind: str = "malformed entries") -> None:
+        """Stop on `error`, or with `skip_invalid` count it and go on."""
+        if not skip_invalid:
+            raise error
+        skipped[kind] += 1
+        first.setdefault(kind, str(error))
+
+    image_at: dict[int | str, int] = {}
+    qa_at: dict[int | str, str] = {}
+    for i, entry in enumerate(data["images"]):
+        where = f"{path}: images[{i}]"
+        try:
+            filename = _get(entry, "filename", str, where)
+            split = _get(entry, "split", str, where)
+            if split not in SPLITS:
+                raise DatasetError(f'{where}: unknown split "{split}" (expected one of {", ".join(SPLITS)})')
+            image_id = _get(entry, "image_id", (int, str), where)
+            pairs = _get(entry, "qa_pairs", list, where)
+        except DatasetError as error:
+            bad(error)
+            continue
+        if image_id in image_at:
+            bad(DatasetError(f"{where}: duplicate image_id {image_id!r} (also images[{image_at[image_id]}])"),
+                "duplicate ids")
+            continue
+        image_at[image_id] = i
+        key, file = f"v7w:{image_id}", folder / filename
+        if check_files and not file.is_file():
+            missing.append(f"{where}: {file}")
+            if skip_invalid:
+                bad(DatasetError(f"{missing[-1]}: image file not found"), "missing image files")
+                continue
+        image_files[key] = file
+        for j, qa in enumerate(pairs):
+            at = f"{where}.qa_pairs[{j}]"
+            answer = qa.get("answer") if isinstance(qa, dict) else None
+            if task == "pointing" and isinstance(answer, str) or task == "telling" and isinstance(answer, int):
+                other = "telling" if task == "pointing" else "pointing"
+                raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
+                                   f"this is a {other} file; use --task {other}")
+            try:
+                question = _visual7w_qa(qa, at, key, split, answer_kind, boxes if task == "pointing" else None)
+            except DatasetError as error:
+                bad(error)
+                continue
+            if question.qa_id in qa_at:
+                bad(DatasetError(f"{at}: duplicate qa_id {question.qa_id!r} (also {qa_at[question.qa_id]})"),
+                    "duplicate ids")
+                continue
+            qa_at[question.qa_id] = at.removeprefix(f"{path}: ")
+            questions.append(question)
+    if missing and not skip_invalid:
+        raise DatasetError(f"{missing[0]}: image file not found ({len(missing)} of {len(image_at)} images "
+                           f"missing under {folder})")
+    if skipped:
+        log.warning("%s: skipped %d entries: %s", path, sum(skipped.values()),
+                    "; ".join(f"{n} {kind} (first: {first[kind]})" for kind, n in skipped.most_common()))
+    order = POINTING_TYPES if task == "pointing" else VISUAL7W_TYPES
+    seen = {q.type for q in questions}
+    types = [t for t in order if t in seen] + sorted(seen - set(order))
+    return QADataset(task, questions, image_files, boxes, types)
+
+
+def _visual7w_qa(qa: Any, at: str, key: str, split: str, answer_kind: type, boxes: dict[int, Box] | None) -> QA:
+    answer = _get(qa, "answer", answer_kind, at)
+    wrong = _get(qa, "multiple_choices", list, at)
+    if not all(isinstance(w, answer_kind) and not isinstance(w, bool) for w in wrong):
+        raise DatasetError(f'{at}: "multiple_choices" must all be {answer_kind.__name__}')
+    if boxes is not None:
+        unknown = [b for b in [answer, *wrong] if b not in boxes]
+        if unknown:
+            raise DatasetError(f"{at}: box id {unknown[0]} is not in the boxes list")
+    qa_id = _get(qa, "qa_id", (int, str), at)
+    question = _get(qa, "question", str, at)
+    if not tokenize(question):
+        raise DatasetError(f"{at}: the question has no words")
+    return QA(qa_id, key, split, _get(qa, "type", str, at).lower(), question, answer,
+              shuffled([answer, *wrong], f"v7w-{qa_id}"))
+
+
+# ---- easy-VQA ------------------------------------------------------------------------------------
+def _easy_vqa_type(answer: str) -> str:
+    return next((group for group, names in EASY_VQA_GROUPS.items() if answer in names), "other")
+
+
+def wrong_choices(answer: str, answers: list[str], group_of: dict[str, str], rng: random.Random, k: int = 3) -> list:
+    """`k` wrong answers, from the answer's own group first (other colours for a colour), then the rest."""
+    same = [a for a in answers if a != answer and group_of.get(a) == group_of.get(answer)]
+    other = [a for a in answers if a != answer and a not in same]
+    picked = rng.sample(same, min(k, len(same)))
+    return picked + rng.sample(other, min(k - len(picked), len(other)))
+
+
+def load_easy_vqa(val_holdout: float = 0.1, seed: int = 0, choices_seed: int = 0) -> QADataset:
+    """easy-VQA from its package: 4,000 train / 1,000 test images (64x64), 13 answers. A seeded
+    `val_holdout` of the training images becomes the val split; multiple choice adds 3 wrong answers
+    sampled (seeded by `choices_seed` and the question) from the same answer group first."""
+    try:
+        import easy_vqa
+    except ImportError:
+        raise DatasetError("easy-VQA needs its package: pip install easy-vqa") from None
+    answers = easy_vqa.get_answers()
+    group_of = {a: _easy_vqa_type(a) for a in answers}
+    images: dict[str, Path] = {}
+    questions: list[QA] = []
+    for source, (texts, truths, ids), paths in (
+            ("train", easy_vqa.get_train_questions(), easy_vqa.get_train_image_paths()),
+            ("test", easy_vqa.get_test_questions(), easy_vqa.get_test_image_paths())):
+        images.update({f"easy-vqa:{source}/{i}": Path(p) for i, p in paths.items()})
+        held: set[int] = set()
+        if source == "train" and val_holdout > 0:
+            ordered = sorted(paths)
+            held = set(random.Random(f"easy-vqa-val-{seed}").sample(ordered, round(val_holdout * len(ordered))))
+        for n, (text, answer, image_id) in enumerate(zip(texts, truths, ids, strict=True)):
+            qa_id = f"easy-vqa:{source}/{n}"
+            rng = random.Random(f"{qa_id}-{choices_seed}")
+            wrong = wrong_choices(answer, answers, group_of, rng)
+            questions.append(QA(qa_id, f"easy-vqa:{source}/{image_id}", "val" if image_id in held else source,
+                                group_of[answer], text, answer, shuffled([answer, *wrong], f"{qa_id}-{choices_seed}")))
+    return QADataset("telling", questions, images, {}, ["color", "shape", "yes/no"])
+
+
+# ---- shapes ----------------------------------------------------------------------------------------
+def load_shapes(annotations: str | Path, images: str | Path, *, skip_invalid: bool = False) -> QADataset:
+    """Questions about the built-in shapes scenes (a `dataset_shapes.json` written by
+    `captioning.data.shapes.write_shapes_dataset`), made by `shapes_questions`."""
+    try:
+        from captioning.data.records import load_karpathy
+        from captioning.data.shapes import shapes_questions
+    except ImportError as exc:
+        raise DatasetError(f"the shapes question set is not available ({exc})") from None
+    records = load_karpathy(annotations, images, skip_invalid=skip_invalid)
+    questions, files = [], {}
+    for record in records:
+        if not record.objects:
+            raise DatasetError(f"{annotations}: image {record.image_id!r} has no \"objects\" list "
+                               "(not a shapes dataset)")
+        key = f"shapes:{record.image_id}"
+        files[key] = record.path
+        for n, item in enumerate(shapes_questions(record)):
+            choices = list(item["choices"])
+            questions.append(QA(f"{key}/{n}", key, record.split, item["type"], item["question"], item["answer"],
+                                choices))
+    types = list(dict.fromkeys(q.type for q in questions))
+    return QADataset("telling", questions, files, {}, types)
+
+
+# ---- all sources of a run ----------------------------------------------------------------------------
+def load_sources(config: TrainConfig) -> QADataset:
+    """The run's questions: every format of `config.format` ("easy-vqa+shapes" mixes two)."""
+    task = config.model.task
+    needs_files = [f for f in config.formats if f in ("visual7w", "shapes")]
+    if len(needs_files) > 1:
+        raise DatasetError(f"--annotations can feed only one of {', '.join(needs_files)}")
+    if needs_files and (config.annotations is None or config.images is None):
+        raise DatasetError(f"--format {needs_files[0]} needs --annotations FILE and --images DIR")
+    if task == "pointing" and config.formats != ["visual7w"]:
+        raise DatasetError("pointing questions come from Visual7W only (--format visual7w --task pointing)")
+    dataset: QADataset | None = None
+    for name in config.formats:
+        if name == "visual7w":
+            part = load_visual7w(config.annotations, config.images, task, skip_invalid=config.skip_invalid)
+        elif name == "easy-vqa":
+            part = load_easy_vqa(config.val_holdout, config.seed, config.choices_seed)
+        else:
+            part = load_shapes(config.annotations, config.images, skip_invalid=config.skip_invalid)
+        dataset = part if dataset is None else dataset.merge(part)
+    assert dataset is not None
+    if not dataset.split("train"):
+        raise DatasetError("no training questions (split 'train') in the data")
+    if config.limit is not None:
+        train = dataset.split("train")[:config.limit]
+        keep = {id(q) for q in train}
+        dataset.questions = [q for q in dataset.questions if q.split != "train" or id(q) in keep]
+    return dataset
+
+
+def vocabulary_texts(questions: Iterable[QA], task: str) -> Iterable[str]:
+    """Training text the vocabulary is built from: questions, and for telling every candidate answer."""
+    for q in questions:
+        yield q.question
+        if task == "telling":
+            yield from q.candidates

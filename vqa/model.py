@@ -1,0 +1,219 @@
+"""The question answerer users hold: encoder + LSTM-Att decoder + vocabulary, with
+`answer(image, question, choices=None)` as its face; `load_answerer(path_or_bundled_name)`."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from captioning import checkpoint as ckpt
+from captioning.encoders import create_encoder
+from captioning.model import resolve_checkpoint
+from captioning.search import Hypothesis, beam_search, sequential_search
+from captioning.vocab import UNK, Vocabulary, tokenize
+
+from .config import AnswererConfig
+from .data import Box
+from .decoder import QuestionAnsweringDecoder, pack
+from .features import pooled_crops
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+FORMAT = "showtell-answerer/1"
+
+
+class QuestionError(ValueError):
+    """A question the model cannot read (no words), or choices it cannot score."""
+
+
+@dataclass
+class AnswerResult:
+    text: str                         # the answer; for pointing the chosen box as "x,y,w,h"
+    scores: list[float]               # one per entry of `choices`: log p(answer | image, question), or box logit
+    choices: list[str]                # what was scored: the given choices, or the beams' answers (open-ended)
+    attention: torch.Tensor           # (question words, H, W): where the step reading each word looked
+    question_tokens: list[str]        # the question as the model read it (<unk> for unknown words)
+    truncated: bool = False           # the question was cut to `max_question_len` words
+    answer_attention: torch.Tensor | None = None  # (answer words, H, W) when the answer was generated
+    notices: list[str] = field(default_factory=list)
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """repr(value), cut in the middle past `limit` characters: error messages stay one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
+
+
+def read_question(vocab: Vocabulary, question: str, max_words: int) -> tuple[list[int], list[str], bool]:
+    """(ids, words as read, truncated). Raises QuestionError when the question has no words."""
+    if not isinstance(question, str):
+        raise QuestionError(f"a question is text, got {type(question).__name__}")
+    words = tokenize(question)
+    if not words:
+        raise QuestionError(f"the question has no words: {_shown(question)}")
+    truncated = len(words) > max_words
+    words = words[:max_words]
+    ids = vocab.encode(words, add_start_end=False)
+    return ids, [w if i != vocab.unk_id else UNK for w, i in zip(words, ids, strict=True)], truncated
+
+
+def parse_box(choice: object) -> Box:
+    """A box as (x, y, width, height), a dict with those keys, a `Box`, or the text "x,y,w,h"."""
+    if isinstance(choice, Box):
+        return choice
+    if isinstance(choice, dict):
+        values = [choice.get(k) for k in ("x", "y", "width", "height")]
+    elif isinstance(choice, str):
+        values = choice.replace(",", " ").split()
+    else:
+        values = list(choice) if isinstance(choice, Sequence) else []
+    try:
+        x, y, w, h = (float(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        raise QuestionError(f"a pointing choice is a box x,y,width,height; got {_shown(choice)}") from None
+    if not all(map(math.isfinite, (x, y, w, h))):
+        raise QuestionError(f"box {_shown(choice)} has a coordinate that is not a finite number")
+    if w <= 0 or h <= 0:
+        raise QuestionError(f"box {_shown(choice)} has no area")
+    return Box(-1, x, y, w, h)
+
+
+class Answerer(nn.Module):
+    def __init__(self, config: AnswererConfig, vocab: Vocabulary, *, pretrained_encoder: bool = True):
+        super().__init__()
+        self.config, self.vocab = config, vocab
+        self.encoder = create_encoder(config.encoder, pretrained=pretrained_encoder, grid_size=config.grid_size,
+                                      image_size=config.image_size, fine_tune_blocks=config.fine_tune_blocks)
+        self.decoder = QuestionAnsweringDecoder(config, len(vocab), self.encoder.channels)
+        self._encoder_is_pretrained = pretrained_encoder
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    # ---- batched building blocks (evaluation, training validation) ---------------------------
+    def answer_ids(self, text: str) -> list[int]:
+        return self.vocab.encode(text, add_start_end=False)[:self.config.max_len]
+
+    def score_candidates(self, features: torch.Tensor, questions: list[list[int]],
+                         candidates: list[list[list[int]]]) -> torch.Tensor:
+        """Telling: log p(candidate words, <end> | image, question) -> (B, K), -inf past a question's
+        own number of candidates. Call in eval mode."""
+        row = [b for b, cands in enumerate(candidates) for _ in cands]
+        col = [k for cands in candidates for k in range(len(cands))]
+        v = self.vocab
+        seq = pack([questions[b] for b in row], [a for cands in candidates for a in cands],
+                   start_id=v.start_id, end_id=v.end_id).to(features.device)
+        flat = self.decoder(features[row], seq).scores
+        out = flat.new_full((len(questions), max(col) + 1), float("-inf"))
+        out[row, col] = flat
+        return out
+
+    def point(self, features: torch.Tensor, questions: list[list[int]], box_features: torch.Tensor) -> torch.Tensor:
+        """Pointing: box logits (B, K) from box features (B, K, D). Call in eval mode."""
+        v = self.vocab
+        seq = pack(questions, None, start_id=v.start_id, end_id=v.end_id).to(features.device)
+        return self.decoder(features, seq, box_features.to(features)).scores
+
+    def generate(self, features: torch.Tensor, questions: list[list[int]], *, beam_size: int = 3,
+                 max_len: int | None = None, num_results: int = 1) -> list[list[Hypothesis]]:
+        """Open-ended answers: the question is read, then `captioning.search` decodes from <start>."""
+        v = self.vocab
+        seq = pack(questions, None, start_id=v.start_id, end_id=v.end_id).to(features.device)
+        state, memory, _ = self.decoder.encode(features, seq)
+        max_len = max_len or self.config.max_len
+        if beam_size == 1:
+            return [[h] for h in sequential_search(self.decoder.step, state, tuple(memory), start_id=v.start_id,
+                                                   end_id=v.end_id, max_len=max_len)]
+        return beam_search(self.decoder.step, state, tuple(memory), start_id=v.start_id, end_id=v.end_id,
+                           pad_id=v.pad_id, max_len=max_len, beam_size=beam_size, num_results=num_results)
+
+    def question_attention(self, features: torch.Tensor, question: list[int]) -> torch.Tensor:
+        """(words, H, W): the attention of the step that read each question word."""
+        v = self.vocab
+        seq = pack([question], None, start_id=v.start_id, end_id=v.end_id).to(features.device)
+        _, _, alphas = self.decoder.encode(features[:1], seq)
+        g = self.encoder.grid_size
+        return alphas[0, 1:1 + len(question)].float().cpu().view(len(question), g, g)
+
+    # ---- one image, one question --------------------------------------------------------------
+    @torch.inference_mode()
+    def answer(self, image: Image.Image, question: str, choices: Sequence | None = None, *,
+               beam_size: int = 3, max_len: int | None = None) -> AnswerResult:
+        """Answer `question` about a PIL image. Telling: with `choices` the best-scoring one, without
+        them a generated answer. Pointing: `choices` are boxes (x, y, width, height)."""
+        ids, words, truncated = read_question(self.vocab, question, self.config.max_question_len)
+        notices = [f"question truncated to its first {self.config.max_question_len} words"] if truncated else []
+        pointing = self.config.task == "pointing"
+        if choices is not None and len(choices) == 0:
+            raise QuestionError("choices is empty: give at least one candidate, or None for an open-ended answer")
+        if pointing and not choices:
+            raise QuestionError("a pointing model picks one of several boxes: give choices as x,y,width,height")
+        was_training = self.training
+        self.eval()
+        try:
+            features = self.encoder.encode_pil([image]).to(next(self.decoder.parameters()).dtype)
+            attention = self.question_attention(features, ids)
+            answer_attention = None
+            if pointing:
+                boxes = [parse_box(c) for c in choices]
+                rgb = image.convert("RGB")
+                crops = pooled_crops(self.encoder, rgb, boxes).unsqueeze(0)
+                scores = self.point(features, [ids], crops)[0].tolist()
+                labels = [f"{b.x:g},{b.y:g},{b.width:g},{b.height:g}" for b in boxes]
+            elif choices:
+                labels = [str(c) for c in choices]
+                if not all(tokenize(c) for c in labels):
+                    notices.append("a choice without words is scored as the empty answer")
+                scores = self.score_candidates(features, [ids], [[self.answer_ids(c) for c in labels]])[0].tolist()
+            else:
+                hyps = self.generate(features, [ids], beam_size=beam_size, max_len=max_len,
+                                     num_results=min(beam_size, 5))[0]
+                labels = [" ".join(self.vocab.words[i] for i in h.token_ids) for h in hyps]
+                scores = [h.log_prob for h in hyps]
+                g = self.encoder.grid_size
+                answer_attention = hyps[0].attention.view(len(hyps[0].token_ids), g, g)
+            best = max(range(len(scores)), key=scores.__getitem__)
+            return AnswerResult(labels[best], scores, labels, attention, words, truncated, answer_attention, notices)
+        finally:
+            self.train(was_training)
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Weights worth saving: all of them except a frozen pretrained encoder (rebuilt on load)."""
+        state = self.state_dict()
+        if self.encoder.frozen and self._encoder_is_pretrained:
+            state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        return state
+
+    def save(self, folder: str | Path, extra: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
+        config = {"format": FORMAT, "model": self.config.to_dict(),
+                  "encoder_weights": "pretrained" if self._encoder_is_pretrained else "saved", **(extra or {})}
+        return ckpt.save_checkpoint(folder, config, self.vocab.to_json(), self.trainable_state(), extra_files)
+
+
+def load_answerer(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                  pretrained_encoder: bool = True) -> Answerer:
+    """Rebuild an answerer from its folder, a run folder (best, else last) or a bundled model's name."""
+    folder = resolve_checkpoint(path, BUNDLED_DIR)
+    meta = ckpt.read_config(folder)
+    if meta.get("format") != FORMAT:
+        raise ckpt.CheckpointError(f"{folder}: not a question-answering checkpoint (format {meta.get('format')!r}, "
+                                   f"expected {FORMAT!r})")
+    try:
+        config = AnswererConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
+    vocab = Vocabulary.load(folder / ckpt.VOCAB)
+    encoder_saved = meta.get("encoder_weights") == "saved"
+    model = Answerer(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
+    model._encoder_is_pretrained = not encoder_saved
+    optional = () if encoder_saved or not model.encoder.frozen else ("encoder.",)
+    ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)
+    return model.to(device).eval()
