@@ -79,13 +79,15 @@ class Result:
     ours_best: float | None = None  # best repeat (an idle machine's figure)
     ours_runs: list[float] = field(default_factory=list)
     baseline_runs: list[float] = field(default_factory=list)
-    ours_peak_mib: float | None = None      # CUDA: allocated per 1,000 captions; CPU: peak RSS growth of one call
+    ours_cpu_ms: float | None = None        # median process CPU time per caption/image, in ms
+    baseline_cpu_ms: float | None = None
+    ours_peak_mib: float | None = None      # CUDA only: peak allocated memory per 1,000 captions/images
     baseline_peak_mib: float | None = None
     note: str = ""
 
 
 def make_result(task: str, setting: str, unit: str, items: int, ours: Runs, base: Runs | None = None,
-                base_items: int | None = None, peak_scale: float = 1.0, note: str = "") -> Result:
+                base_items: int | None = None, note: str = "") -> Result:
     """Figures for `items` captions/images per call (`base_items` for the baseline's calls, if other);
     speed-ups compare medians of time per item."""
     base_items = base_items or items
@@ -108,35 +110,28 @@ def make_result(task: str, setting: str, unit: str, items: int, ours: Runs, base
     if base is not None and base.failed:
         note = f"{note}; baseline {base.failed}".strip("; ")
 
-    def peak(runs: Runs | None) -> float | None:
-        return runs.peak_mib * peak_scale if runs is not None and runs.peak_mib is not None else None
+    def peak(runs: Runs | None, n: int) -> float | None:  # per 1,000 captions/images
+        return runs.peak_mib * 1000 / n if runs is not None and runs.peak_mib is not None else None
+
+    def cpu_ms(runs: Runs | None, n: int) -> float | None:
+        t = per_item(runs, n, cpu=True)
+        return t * 1000 if t is not None else None
 
     return Result(task, setting, unit, statistics.median(o) if o else None, statistics.median(b) if b else None,
-                  ratio(False), ratio(True), best, o, b, peak(ours), peak(base), note)
+                  ratio(False), ratio(True), best, o, b, cpu_ms(ours, items), cpu_ms(base, base_items),
+                  peak(ours, items), peak(base, base_items), note)
 
 
 # ---- measuring ---------------------------------------------------------------------------------
-def _rss_kib(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name):
-                return int(line.split()[1])
-    return 0
-
-
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float, float | None]:
-    """Wall and CPU seconds for one call, and its peak memory in MiB (CUDA: allocated; CPU: RSS growth)."""
-    rss0 = None
+    """Wall and process CPU seconds for one call, and (CUDA) its peak allocated MiB above the start.
+
+    No CPU memory figure: after warm-up the allocator serves every call from memory it already
+    holds, so RSS growth reads zero and says nothing."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
-        try:  # resets VmHWM (Linux), so the peak below belongs to this call
-            Path("/proc/self/clear_refs").write_text("5")
-            rss0 = _rss_kib("VmRSS")
-        except OSError:
-            pass
     cpu, start = time.process_time(), time.perf_counter()
     fn()
     if device.type == "cuda":
@@ -144,7 +139,7 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float,
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     if device.type == "cuda":
         return wall, cpu, (torch.cuda.max_memory_allocated() - base) / 2**20
-    return wall, cpu, (_rss_kib("VmHWM") - rss0) / 1024 if rss0 is not None else None
+    return wall, cpu, None
 
 
 def interleaved(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int,
@@ -182,11 +177,17 @@ def _progress(result: Result) -> Result:
 
 
 # ---- synthetic data and models -----------------------------------------------------------------
-def synthetic_batch(sizes: Sizes, batch: int, device: torch.device, seed: int = 0):
-    """Features (B, P, D), captions (B, max_words + 2) padded like the tutorial's, lengths (B,)."""
+def synthetic_batch(sizes: Sizes, batch: int, device: torch.device, seed: int = 0, bucketed: bool = False):
+    """Features (B, P, D), captions (B, max_words + 2) padded like the tutorial's, lengths (B,).
+
+    bucketed: captions of nearly equal length, as a length-bucketing sampler would batch them (the
+    middle of 16 batches' worth of lengths, sorted)."""
     g = torch.Generator().manual_seed(seed)
-    words = (torch.randn(batch, generator=g) * sizes.sd_words + sizes.mean_words).round().long()
+    pool = batch * 16 if bucketed else batch
+    words = (torch.randn(pool, generator=g) * sizes.sd_words + sizes.mean_words).round().long()
     words = words.clamp(3, sizes.max_words)
+    if bucketed:
+        words = words.sort().values[(pool - batch) // 2:(pool + batch) // 2]
     captions = torch.full((batch, sizes.max_words + 2), PAD, dtype=torch.long)
     for i, n in enumerate(words.tolist()):
         captions[i, 0], captions[i, n + 1] = START, END
@@ -244,20 +245,21 @@ def baseline_train_step(model: TutorialDecoder, features, captions, lengths) -> 
 
 
 def bench_training(sizes: Sizes, device: torch.device, batches: list[int], repeats: int, amp: bool,
-                   configs: dict[str, dict] = TRAIN_CONFIGS, compile: bool = False) -> list[Result]:
+                   configs: dict[str, dict] = TRAIN_CONFIGS, compile: bool = False,
+                   bucketed: bool = False) -> list[Result]:
     results = []
     for batch in batches:
-        features, captions, lengths = synthetic_batch(sizes, batch, device)
+        features, captions, lengths = synthetic_batch(sizes, batch, device, bucketed=bucketed)
         cases = {name: our_train_step(our_decoder(sizes, device, compile, **cfg), features, captions, amp)
                  for name, cfg in configs.items()}
         cases["baseline"] = baseline_train_step(tutorial_decoder(sizes, device), features, captions, lengths)
         runs = interleaved(cases, device, repeats, warmup=2 if compile else 1)
         base = runs.pop("baseline")
-        scale = 1000 / batch if device.type == "cuda" else 1.0
         for name, ours in runs.items():
             soft = name.startswith("soft")  # the baseline is the tutorial's soft-attention model
-            results.append(_progress(make_result("train captions/s", f"{name}, batch {batch}", "captions/s", batch,
-                                                 ours, base if soft else None, peak_scale=scale)))
+            label = f"{name}, batch {batch}" + (", length-bucketed" if bucketed else "")
+            results.append(_progress(make_result("train captions/s", label, "captions/s", batch,
+                                                 ours, base if soft else None)))
     return results
 
 
@@ -389,7 +391,8 @@ def _fmt(x: float | None, unit: str = "") -> str:
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| task | setting | ours | baseline | speed-up (wall) | speed-up (CPU time) | peak MiB ours / baseline |",
+    lines = ["| task | setting | ours | baseline | speed-up (wall) | speed-up (CPU time) | "
+             "peak MiB per 1,000 ours / baseline |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         ours = _fmt(r.ours, r.unit) + (f" (best {_fmt(r.ours_best, r.unit)})" if r.unit == "ms" else "")
@@ -439,12 +442,13 @@ def main(args: argparse.Namespace) -> list[Result]:
     amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
     gpu, quick = device.type == "cuda", args.quick
     repeats = args.repeats or (3 if quick else 5)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
     results: list[Result] = []
     if "train" in args.only:
         batches = ([256] if quick else [256, 1024]) if gpu else ([32] if quick else [32, 128])
         results += bench_training(COCO, device, batches, repeats, amp, compile=args.compile)
+        if not quick:  # what a length-bucketing sampler in train.py would add (the baseline gets the same batch)
+            results += bench_training(COCO, device, batches[:1], repeats, amp, compile=args.compile, bucketed=True,
+                                      configs={k: v for k, v in TRAIN_CONFIGS.items() if k.startswith("soft, shallow")})
     if "beam" in args.only:
         images, base_images = (1000, 50) if gpu else ((16, 3) if quick else (64, 8))
         results.append(bench_beam(COCO, device, images, base_images, repeats, amp, compile=args.compile))

@@ -21,10 +21,19 @@ from .config import ModelConfig
 
 
 class Memory(NamedTuple):
-    """Per-image tensors every step reads: the grid (B, P, D) and its attention projection (B, P, A)."""
+    """Per-image tensors every step reads: the grid (B, P, D) and its attention projection (B, P, A).
+
+    context_terms (decoding a few images only): the grid times the weights that read the context,
+    [W_z of the gates; L_z of the deep output] (B, P, G [+ E]). The context is a weighted sum of grid
+    rows, so alpha @ context_terms equals those products of the context; per step that reads P rows
+    instead of the (D, G + E) weights, which is what decoding one image on a CPU waits for."""
 
     features: torch.Tensor
     projected: torch.Tensor
+    context_terms: torch.Tensor | None = None
+
+
+CONTEXT_TERMS_MAX_ROWS = 128  # B * P up to which `memory` precomputes them (a P x D x (G + E) product per image)
 
 
 @dataclass
@@ -53,9 +62,11 @@ class OutputLayer(nn.Module):
         never[:2] = float("-inf")
         self.register_buffer("never_predicted", never, persistent=False)
 
-    def forward(self, embedded: torch.Tensor, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, embedded: torch.Tensor, hidden: torch.Tensor, context: torch.Tensor,
+                context_projected: bool = False) -> torch.Tensor:
+        """context_projected: `context` is already L_z z_t (from `Memory.context_terms`)."""
         if self.deep:
-            hidden = embedded + self.hidden_proj(hidden) + self.context_proj(context)
+            hidden = embedded + self.hidden_proj(hidden) + (context if context_projected else self.context_proj(context))
         return self.logits(self.dropout(hidden), bias_offset=self.never_predicted)
 
 
@@ -81,8 +92,15 @@ class ShowAttendTellDecoder(nn.Module):
         self.register_buffer("baseline_initialised", torch.zeros((), dtype=torch.bool))
 
     # ---- per-image setup -------------------------------------------------------------------
-    def memory(self, features: torch.Tensor) -> Memory:
-        return Memory(features, self.attention.project(features))
+    def memory(self, features: torch.Tensor, context_terms: bool | None = None) -> Memory:
+        """context_terms None: precomputed when decoding (no autograd) a few images (B * P <= 128)."""
+        projected = self.attention.project(features)
+        if context_terms is None:
+            context_terms = not torch.is_grad_enabled() and features.shape[0] * features.shape[1] <= CONTEXT_TERMS_MAX_ROWS
+        if not context_terms:
+            return Memory(features, projected)
+        readers = [self.context_gates.weight, *([self.output.context_proj.weight] if self.output.deep else [])]
+        return Memory(features, projected, features @ torch.cat(readers).t())  # (B, P, G [+ E])
 
     def init_state(self, features: torch.Tensor) -> State:
         mean = features.mean(dim=1)
@@ -104,7 +122,7 @@ class ShowAttendTellDecoder(nn.Module):
                 hard: str | None):
         """Context for one step from W_h h_{t-1} and f_beta(h_{t-1}). hard: None (soft), 'sample' (training),
         'argmax' (test)."""
-        features, projected = memory
+        features, projected = memory[0], memory[1]
         alpha = self.attention.weights_from(projected, hidden_projected)  # (B, P)
         log_p_location = entropy = None
         if hard is None:
@@ -133,20 +151,27 @@ class ShowAttendTellDecoder(nn.Module):
         embedded = self.embedding(tokens)
         hidden = state[0][:, -1]
         gate_logit = self.gate(hidden) if self.gate is not None else None
-        context, alpha, _, _ = self._attend(memory, self.attention.hidden_proj(hidden), gate_logit,
-                                            self._inference_mode())
-        state = self.rnn(self.embed_gates(embedded) + self.context_gates(context), state)
-        logits = self.output(embedded, state[0][:, -1], context)
+        terms = memory[2] if len(memory) > 2 else None
+        if terms is None:
+            context, alpha, _, _ = self._attend(memory, self.attention.hidden_proj(hidden), gate_logit,
+                                                self._inference_mode())
+            context_gates, context_out = self.context_gates(context), context
+        else:  # the same attention over the grid's precomputed products: [W_z z_t, L_z z_t]
+            terms, alpha, _, _ = self._attend((terms, memory[1]), self.attention.hidden_proj(hidden), gate_logit,
+                                              self._inference_mode())
+            context_gates, context_out = terms[:, :self.rnn.gates_dim], terms[:, self.rnn.gates_dim:]
+        state = self.rnn(self.embed_gates(embedded) + context_gates, state)
+        logits = self.output(embedded, state[0][:, -1], context_out, context_projected=terms is not None)
         return logits.float().log_softmax(dim=-1), state, alpha
 
     # ---- teacher-forced training -----------------------------------------------------------
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
         """features (B, P, D); captions (B, T+1) = <start> w_1 ... <end> <pad>...; loss over all targets."""
         hard = self.config.attention == "hard" and self.training
-        memory, state = self.memory(features), self.init_state(features)
+        memory, state = self.memory(features, context_terms=False), self.init_state(features)
         if hard:  # N Monte-Carlo attention sequences per caption; each image's projection is computed once
             n = self.config.reinforce.samples
-            memory = Memory(*(m.repeat_interleave(n, 0) for m in memory))
+            memory = Memory(*(m.repeat_interleave(n, 0) for m in memory[:2]))
             state = tuple(s.repeat_interleave(n, 0) for s in state)
             captions = captions.repeat_interleave(n, 0)
         inputs, targets = captions[:, :-1], captions[:, 1:]

@@ -33,7 +33,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per decoding batch (default: 64)")
     p.add_argument("--num-workers", type=int, default=2, help="image loading workers (default: 2)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--json", help="metrics JSON to write (default: RUN/eval/metrics_<split>_beam<K>.json)")
+    p.add_argument("--json", help="metrics JSON to write (default: RUN/eval/metrics_<split>_beam<K>.json; "
+                                  "for a checkpoint folder: ./eval/...)")
     p.add_argument("--results-out", help="COCO results JSON to write (default: RUN/eval/results_<split>_beam<K>.json)")
     p.add_argument("--no-java", action="store_true",
                    help="regex tokenizer, no METEOR/SPICE (otherwise the PTB tokenizer when Java is installed)")
@@ -168,8 +169,9 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     if args.max_images > 0:
         chosen = chosen[:args.max_images]
     beam = args.beam_size if args.beam_size is not None else run.get("beam_size") or 3
-    if beam < 1:
-        raise ValueError(f"--beam-size must be at least 1, got {beam}")
+    for flag, value in (("--beam-size", beam), ("--max-len", args.max_len), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
     model = load_captioner(folder, device)
 
     features = None
@@ -185,7 +187,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
                             use_java=False if args.no_java else None)
     grounding = attention_grounding(chosen, results, records)
 
-    base = run_dir if run else folder
+    base = run_dir if run else Path.cwd()  # never write into a checkpoint (or bundled model) folder
     tag = f"{split}_beam{beam}"
     results_path = Path(args.results_out) if args.results_out else base / "eval" / f"results_{tag}.json"
     metrics_path = Path(args.json) if args.json else base / "eval" / f"metrics_{tag}.json"

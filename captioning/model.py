@@ -78,7 +78,10 @@ class Captioner(nn.Module):
         dec = self.decoder
         memory, state = tuple(dec.memory(features)), dec.init_state(features)
         v = self.vocab
-        max_len = max_len or self.config.max_len
+        max_len = self.config.max_len if max_len is None else max_len
+        if max_len < 1 or beam_size < 1 or num_results < 1:
+            raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
+                             f"(got {max_len}, {beam_size}, {num_results})")
         step = dec.step
         if sample or beam_size == 1:
             gen = torch.Generator(device=features.device).manual_seed(seed) if seed is not None else None

@@ -23,7 +23,7 @@ class Hypothesis:
 
 
 def _repeat(tensors: tuple, times: int) -> tuple:
-    return tuple(t.repeat_interleave(times, dim=0) for t in tensors)
+    return tuple(t.repeat_interleave(times, dim=0) if t is not None else None for t in tensors)
 
 
 def _normalised(log_prob: torch.Tensor, length: torch.Tensor, length_penalty: float) -> torch.Tensor:

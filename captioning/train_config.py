@@ -174,6 +174,7 @@ def write_run_config(run_dir: Path, args: argparse.Namespace) -> Path:
         yaml.safe_dump(values, fh, sort_keys=False)
         fh.flush()
         os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
     return path
 

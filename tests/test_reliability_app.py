@@ -51,11 +51,14 @@ def _uploads(i: int) -> list[tuple[str, bytes, str]]:
 
 @pytest.fixture
 def tiny_app(monkeypatch, tmp_path):
-    """AppTest is made for one session at a time; two of its per-run globals are made process-wide here,
-    as they are in a server: the script cache (one lock-guarded cache per server; one per run in AppTest,
-    and parallel compiles trip a CPython 3.11 bug, "AST constructor recursion depth mismatch") and the
-    test-mode flag (AppTest patches and unpatches `config.get_option` around each run, which races)."""
+    """AppTest is made for one session at a time: its per-run globals are made process-wide here, as they
+    are in a server. The script cache: one lock-guarded cache per server, but one per run in AppTest, and
+    parallel compiles trip a CPython 3.11 bug ("AST constructor recursion depth mismatch"). The test-mode
+    flag: AppTest patches and unpatches `config.get_option` around each run. The runtime: AppTest sets
+    `Runtime._instance` to its own mock at the start of each run and to None at the end; here the first
+    mock stays for all sessions."""
     from streamlit import config
+    from streamlit.runtime import Runtime
     from streamlit.runtime.scriptrunner.script_cache import ScriptCache
     from streamlit.testing.v1 import app_test, local_script_runner
     from streamlit.testing.v1.util import build_mock_config_get_option
@@ -65,6 +68,19 @@ def tiny_app(monkeypatch, tmp_path):
     monkeypatch.setattr(local_script_runner, "ScriptCache", lambda: shared)
     monkeypatch.setattr(config, "get_option", build_mock_config_get_option({"global.appTest": True}))
     monkeypatch.setattr(app_test, "patch_config_options", lambda overrides: contextlib.nullcontext())
+
+    class FirstRuntimeStays(type(Runtime)):
+        def __setattr__(cls, name, value):
+            if name != "_instance":
+                super().__setattr__(name, value)
+            elif value is not None and Runtime._instance is None:
+                Runtime._instance = value
+
+    class PinnedRuntime(Runtime, metaclass=FirstRuntimeStays):
+        pass
+
+    monkeypatch.setattr(Runtime, "_instance", None)  # and back to None after the test
+    monkeypatch.setattr(app_test, "Runtime", PinnedRuntime)
     checkpoint = tiny_captioner(Vocabulary.build(CAPTIONS)).save(tmp_path / "ckpt")
     monkeypatch.setattr(be, "CAPTION_BUNDLED_DIR", tmp_path / "no-bundled")
     monkeypatch.setattr(be, "VQA_BUNDLED_DIR", tmp_path / "no-bundled")

@@ -169,6 +169,17 @@ def test_vqa_train_names_file_and_entry_and_skips_with_the_flag(tmp_path, capsys
     assert "1 malformed entries" in summary and "1 missing image files" in summary
 
 
+@pytest.mark.usefixtures("tiny_encoder")
+def test_vqa_pointing_file_with_duplicate_box_ids(tmp_path, capsys):
+    annotations, images = write_visual7w(tmp_path / "v7w", "pointing")
+    data = json.loads(annotations.read_text())
+    data["boxes"][5]["box_id"] = data["boxes"][2]["box_id"]
+    path = _write(tmp_path / "v7w_boxes.json", data)
+    assert vqa_cli(["train", "--annotations", str(path), "--images", str(images), "--task", "pointing",
+                    "--out", str(tmp_path / "run"), *TINY_MODEL]) == 1
+    one_line_error(capsys, path.name, "boxes[5]: duplicate box_id")
+
+
 def _missing_image_message(tmp_path, images, data, capsys) -> str:
     x = copy.deepcopy(data)
     x["images"][5]["filename"] = "gone.jpg"
@@ -229,6 +240,16 @@ def test_captioning_everyday_mistakes_are_one_line(checkpoint, picture, tmp_path
     (tmp_path / "bad.yaml").write_text("encoder: resnet9000\n")
     assert captioning_cli(["train", "--out", str(tmp_path / "r"), "--config", str(tmp_path / "bad.yaml")]) == 1
     one_line_error(capsys, "bad.yaml", "resnet9000", *list_encoders())
+
+    broken = tmp_path / "other_encoder"
+    broken.mkdir()
+    for name in ("vocab.json", "model.safetensors"):
+        (broken / name).write_bytes((checkpoint / name).read_bytes())
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["model"]["encoder"] = "resnet9000"
+    (broken / "config.json").write_text(json.dumps(config))
+    assert captioning_cli(["caption", str(broken), str(picture)]) == 1
+    one_line_error(capsys, "resnet9000", *list_encoders())
 
     for device in ("tpu", "cuda:99", "banana"):
         if device.startswith("cuda") and torch.cuda.is_available():

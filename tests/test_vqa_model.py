@@ -137,3 +137,23 @@ def test_checkpoint_round_trip(tmp_path):
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps({**config, "format": "showtell-captioner/1"}))
     with pytest.raises(CheckpointError, match="not a question-answering checkpoint"):
         load_answerer(tmp_path / "ckpt")
+
+
+def test_bundled_model_answers_easy_vqa_and_shapes():
+    """The shipped model (frozen EfficientNet-Lite0 + LSTM-Att trained on easy-VQA and shapes questions)."""
+    from captioning.data.shapes import make_scene
+    from captioning.images import open_image
+    from vqa.data import load_easy_vqa
+
+    model = load_answerer("easy-vqa-shapes")
+    dataset = load_easy_vqa()
+    test = dataset.split("test")[::997][:10]  # ten easy-VQA test questions spread over the set
+    right = 0
+    for q in test:
+        r = model.answer(open_image(dataset.images[q.image]), q.question)
+        right += r.text == q.answer
+        assert r.attention.shape == (len(r.question_tokens), 4, 4)
+    assert right >= 9
+    image, objects = make_scene(seed=123, index=0)
+    r = model.answer(image, "how many shapes are there?", choices=["one", "two", "three"])
+    assert r.text == ["one", "two", "three"][len(objects) - 1]

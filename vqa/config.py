@@ -87,7 +87,8 @@ class TrainConfig:
 
 
 # Keys a resumed run may change; any other must match the run folder's saved config.
-RESUMABLE = {"annotations", "images", "skip_invalid", "epochs", "patience", "device", "cache_dir", "num_workers", "beam_size"}
+RESUMABLE = {"annotations", "images", "skip_invalid", "epochs", "patience", "device", "cache_dir", "num_workers",
+             "beam_size"}
 
 
 # ---- flat keys ---------------------------------------------------------------------------------

@@ -8,21 +8,17 @@ box ids as "answer" and "multiple_choices", and a top-level "boxes": [{"box_id",
 
 from __future__ import annotations
 
-import json
-import logging
 import random
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from captioning.data.records import DatasetError
+from captioning.data.records import DatasetError, _Entry, _list_field, _read_json, _require, _Skips
 from captioning.vocab import tokenize
 
 from .config import TrainConfig
 
-log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 VISUAL7W_TYPES = ("what", "where", "when", "who", "why", "how")
 POINTING_TYPES = ("which",)
@@ -95,133 +91,110 @@ def shuffled(items: list, key: str) -> list:
 
 
 # ---- Visual7W ------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such annotation file") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read ({exc})") from None
-
-
-def _get(entry: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(entry, dict):
-        raise DatasetError(f"{where}: expected an object")
-    if key not in entry:
-        raise DatasetError(f'{where}: missing "{key}"')
-    value = entry[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DatasetError(f'{where}: "{key}" has the wrong type ({type(value).__name__})')
-    return value
-
-
-def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, check_files: bool = True,
-                  skip_invalid: bool = False) -> QADataset:
+def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, skip_invalid: bool = False,
+                  check_files: bool = True) -> QADataset:
     """Read `dataset_v7w_telling.json` or `dataset_v7w_pointing.json`; images are `images / filename`.
-    With `skip_invalid`, bad entries (malformed, duplicate ids, missing images) are skipped and counted."""
+
+    A bad entry stops with one line naming file and entry; with `skip_invalid` it is skipped (with the
+    questions it holds) and the skips are summarised in one log line, as `captioning train` does."""
     path, folder = Path(annotations), Path(images).absolute()
     data = _read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DatasetError(f'{path}: expected a JSON object with an "images" list (Visual7W format)')
+    entries = _list_field(data, "images", path)
+    skips = _Skips(str(path), skip_invalid)
     boxes: dict[int, Box] = {}
     if task == "pointing":
         if not isinstance(data.get("boxes"), list):
             raise DatasetError(f'{path}: a pointing file needs a top-level "boxes" list '
                                "(is this dataset_v7w_telling.json? then use --task telling)")
         for i, b in enumerate(data["boxes"]):
-            where = f"{path}: boxes[{i}]"
-            number = (int, float)
-            if _get(b, "box_id", int, where) in boxes:
-                raise DatasetError(f"{where}: duplicate box_id {b['box_id']!r}")
-            boxes[b["box_id"]] = Box(b["box_id"], _get(b, "x", number, where),
-                                                       _get(b, "y", number, where), _get(b, "width", number, where),
-                                                       _get(b, "height", number, where), str(b.get("name", "")))
-    answer_kind = int if task == "pointing" else str
-    questions, image_files, missing = [], {}, []
-    skipped: Counter[str] = Counter()
-    first: dict[str, str] = {}
-
-    def bad(error: DatasetError, kind: str = "malformed entries") -> None:
-        """Stop on `error`, or with `skip_invalid` count it and go on."""
-        if not skip_invalid:
-            raise error
-        skipped[kind] += 1
-        first.setdefault(kind, str(error))
-
-    image_at: dict[int | str, int] = {}
-    qa_at: dict[int | str, str] = {}
-    for i, entry in enumerate(data["images"]):
-        where = f"{path}: images[{i}]"
+            try:
+                box = _box(b, f"boxes[{i}]")
+                if box.box_id in boxes:
+                    raise _Entry(f"boxes[{i}]", f"duplicate box_id {box.box_id}", "duplicate ids")
+                boxes[box.box_id] = box
+            except _Entry as error:
+                skips(error)
+    questions: list[QA] = []
+    files: dict[str, Path] = {}
+    seen_images: dict[int | str, int] = {}
+    seen_questions: dict[int | str, str] = {}
+    missing: list[tuple[str, Path]] = []
+    for i, entry in enumerate(entries):
+        where = f"images[{i}]"
         try:
-            filename = _get(entry, "filename", str, where)
-            split = _get(entry, "split", str, where)
+            filename = _require(entry, "filename", str, where)
+            split = _require(entry, "split", str, where)
             if split not in SPLITS:
-                raise DatasetError(f'{where}: unknown split "{split}" (expected one of {", ".join(SPLITS)})')
-            image_id = _get(entry, "image_id", (int, str), where)
-            pairs = _get(entry, "qa_pairs", list, where)
-        except DatasetError as error:
-            bad(error)
+                raise _Entry(where, f'unknown split "{split}" (expected one of {", ".join(SPLITS)})',
+                             "malformed entries")
+            image_id = _require(entry, "image_id", (int, str), where)
+            pairs = _require(entry, "qa_pairs", list, where)
+            if image_id in seen_images:
+                raise _Entry(where, f"duplicate image_id {image_id!r} (also images[{seen_images[image_id]}])",
+                             "duplicate ids")
+            file = folder / filename
+            if check_files and not file.is_file():
+                if not skip_invalid:  # gather them all: one message says how many are missing
+                    missing.append((where, file))
+                    continue
+                raise _Entry(where, f"image file not found: {file}", "missing image files")
+        except _Entry as error:
+            skips(error)
             continue
-        if image_id in image_at:
-            bad(DatasetError(f"{where}: duplicate image_id {image_id!r} (also images[{image_at[image_id]}])"),
-                "duplicate ids")
-            continue
-        image_at[image_id] = i
-        key, file = f"v7w:{image_id}", folder / filename
-        if check_files and not file.is_file():
-            missing.append(f"{where}: {file}")
-            if skip_invalid:
-                bad(DatasetError(f"{missing[-1]}: image file not found"), "missing image files")
-                continue
-        image_files[key] = file
+        seen_images[image_id] = i
+        key = f"v7w:{image_id}"
+        files[key] = file
         for j, qa in enumerate(pairs):
             at = f"{where}.qa_pairs[{j}]"
-            answer = qa.get("answer") if isinstance(qa, dict) else None
-            if task == "pointing" and isinstance(answer, str) or task == "telling" and isinstance(answer, int):
-                other = "telling" if task == "pointing" else "pointing"
-                raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
-                                   f"this is a {other} file; use --task {other}")
             try:
-                question = _visual7w_qa(qa, at, key, split, answer_kind, boxes if task == "pointing" else None)
-            except DatasetError as error:
-                bad(error)
+                item = _qa(qa, at, task, boxes, seen_questions)
+            except _Entry as error:
+                skips(error)
                 continue
-            if question.qa_id in qa_at:
-                bad(DatasetError(f"{at}: duplicate qa_id {question.qa_id!r} (also {qa_at[question.qa_id]})"),
-                    "duplicate ids")
-                continue
-            qa_at[question.qa_id] = at.removeprefix(f"{path}: ")
-            questions.append(question)
-    if missing and not skip_invalid:
-        raise DatasetError(f"{missing[0]}: image file not found ({len(missing)} of {len(image_at)} images "
-                           f"missing under {folder})")
-    if skipped:
-        log.warning("%s: skipped %d entries: %s", path, sum(skipped.values()),
-                    "; ".join(f"{n} {kind} (first: {first[kind]})" for kind, n in skipped.most_common()))
+            seen_questions[item.qa_id] = at
+            questions.append(QA(item.qa_id, key, split, item.type, item.question, item.answer, item.candidates))
+    if missing:
+        where, file = missing[0]
+        raise DatasetError(f"{path}: {where}: image file not found: {file} ({len(missing)} of {len(entries)} "
+                           f"images missing under {folder})")
+    skips.report()
     order = POINTING_TYPES if task == "pointing" else VISUAL7W_TYPES
     seen = {q.type for q in questions}
     types = [t for t in order if t in seen] + sorted(seen - set(order))
-    return QADataset(task, questions, image_files, boxes, types)
+    return QADataset(task, questions, files, boxes, types)
 
 
-def _visual7w_qa(qa: Any, at: str, key: str, split: str, answer_kind: type, boxes: dict[int, Box] | None) -> QA:
-    answer = _get(qa, "answer", answer_kind, at)
-    wrong = _get(qa, "multiple_choices", list, at)
-    if not all(isinstance(w, answer_kind) and not isinstance(w, bool) for w in wrong):
-        raise DatasetError(f'{at}: "multiple_choices" must all be {answer_kind.__name__}')
-    if boxes is not None:
-        unknown = [b for b in [answer, *wrong] if b not in boxes]
-        if unknown:
-            raise DatasetError(f"{at}: box id {unknown[0]} is not in the boxes list")
-    qa_id = _get(qa, "qa_id", (int, str), at)
-    question = _get(qa, "question", str, at)
+def _box(entry: Any, where: str) -> Box:
+    number = (int, float)
+    return Box(_require(entry, "box_id", int, where), _require(entry, "x", number, where),
+               _require(entry, "y", number, where), _require(entry, "width", number, where),
+               _require(entry, "height", number, where), str(entry.get("name", "")))
+
+
+def _qa(qa: Any, at: str, task: str, boxes: dict[int, Box], seen: dict[int | str, str]) -> QA:
+    """One qa_pair, checked (its image fields are filled in by the caller)."""
+    answer = qa.get("answer") if isinstance(qa, dict) else None
+    if task == "pointing" and isinstance(answer, str) or task == "telling" and isinstance(answer, int) \
+            and not isinstance(answer, bool):
+        other = "telling" if task == "pointing" else "pointing"  # the wrong file: not skippable
+        raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
+                           f"this is a {other} file; use --task {other}")
+    kind = int if task == "pointing" else str
+    qa_id = _require(qa, "qa_id", (int, str), at)
+    question = _require(qa, "question", str, at)
+    answer = _require(qa, "answer", kind, at)
+    wrong = _require(qa, "multiple_choices", list, at)
+    qtype = _require(qa, "type", str, at).lower()
+    if not all(isinstance(w, kind) and not isinstance(w, bool) for w in wrong):
+        raise _Entry(at, f'"multiple_choices" must all be {kind.__name__}', "malformed entries")
     if not tokenize(question):
-        raise DatasetError(f"{at}: the question has no words")
-    return QA(qa_id, key, split, _get(qa, "type", str, at).lower(), question, answer,
-              shuffled([answer, *wrong], f"v7w-{qa_id}"))
+        raise _Entry(at, f"the question has no words: {question!r}", "malformed entries")
+    if qa_id in seen:
+        raise _Entry(at, f"duplicate qa_id {qa_id!r} (also {seen[qa_id]})", "duplicate ids")
+    unknown = [b for b in [answer, *wrong] if task == "pointing" and b not in boxes]
+    if unknown:
+        raise _Entry(at, f"box id {unknown[0]} is not in the boxes list", "malformed entries")
+    return QA(qa_id, "", "", qtype, question, answer, shuffled([answer, *wrong], f"v7w-{qa_id}"))
 
 
 # ---- easy-VQA ------------------------------------------------------------------------------------

@@ -152,8 +152,8 @@ def data_config(folder: Path, args: argparse.Namespace):
     from .config import TrainConfig
 
     saved = ckpt.read_config(folder).get("data") or {}
-    values = {k: v for k, v in saved.items() if k in ("format", "annotations", "images", "val_holdout", "seed",
-                                                          "choices_seed", "cache_dir", "num_workers")}
+    values = {k: v for k, v in saved.items() if k in ("format", "annotations", "images", "skip_invalid", "val_holdout",
+                                                          "seed", "choices_seed", "cache_dir", "num_workers")}
     for key in ("format", "annotations", "images"):
         if getattr(args, key, None):
             values[key] = str(Path(getattr(args, key)).absolute()) if key != "format" else args.format

@@ -169,6 +169,7 @@ def main(args: argparse.Namespace) -> TrainerState:
 
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step if resuming else None)
     data = {"format": config.format, "annotations": config.annotations, "images": config.images,
+            "skip_invalid": config.skip_invalid,
             "val_holdout": config.val_holdout, "seed": config.seed, "choices_seed": config.choices_seed,
             "cache_dir": str(cache_dir)}
     encoded = _encode(model, train)
