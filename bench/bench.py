@@ -10,6 +10,7 @@ a noisy shared machine slows both alike and the ratio stays meaningful."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -26,7 +27,7 @@ from PIL import Image
 
 from captioning.config import ModelConfig
 from captioning.decoder import ShowAttendTellDecoder
-from captioning.encoders import create_encoder
+from captioning.encoders import WeightsUnavailableError, create_encoder
 from captioning.model import BUNDLED_DIR, Captioner, load_captioner
 from captioning.search import beam_search
 from captioning.vocab import Vocabulary
@@ -304,15 +305,21 @@ def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (640, 480), se
 
 
 def bench_extraction(device: torch.device, encoder_name: str, count: int, repeats: int, num_workers: int,
-                     batch_size: int = 32, image_size: int | None = None, amp: bool = False) -> Result:
-    """FeatureCache.build over synthetic JPEGs against a one-image-at-a-time loop (same encoder).
+                     batch_size: int, image_size: int | None = None, channels_last: bool = False,
+                     amp: bool = False) -> Result:
+    """FeatureCache.build over synthetic JPEGs against a one-image-at-a-time loop with the same weights.
 
-    amp: run ours under bf16 autocast with channels_last weights (what a GPU wants; not yet in build)."""
+    channels_last / amp: ours with a channels_last encoder / under bf16 autocast (not yet inside build)."""
     from captioning.data.cache import FeatureCache
     from captioning.data.records import ImageRecord
 
-    encoder = create_encoder(encoder_name, pretrained=False, image_size=image_size).to(device).eval()
-    if amp:
+    try:  # trained weights: random ones drift into denormal floats, which crawl on a CPU
+        base_encoder = create_encoder(encoder_name, pretrained=True, image_size=image_size)
+    except (WeightsUnavailableError, RuntimeError):
+        base_encoder = create_encoder(encoder_name, pretrained=False, image_size=image_size)
+    base_encoder = base_encoder.to(device).eval()
+    encoder = copy.deepcopy(base_encoder)
+    if channels_last:
         encoder = encoder.to(memory_format=torch.channels_last)
     with tempfile.TemporaryDirectory(prefix="showtell-bench-") as tmp:
         tmp = Path(tmp)
@@ -330,13 +337,13 @@ def bench_extraction(device: torch.device, encoder_name: str, count: int, repeat
         @torch.no_grad()
         def run_base() -> None:  # one image at a time in the main process, as a plain loop would
             for i, path in enumerate(paths):
-                pixels = encoder.preprocess([Image.open(path).convert("RGB")]).to(device)
-                out[i] = encoder(pixels).cpu().numpy()
+                pixels = base_encoder.preprocess([Image.open(path).convert("RGB")]).to(device)
+                out[i] = base_encoder(pixels).cpu().numpy()
 
         runs = interleaved({"ours": run_ours, "baseline": run_base}, device, repeats)
-    fast = ", bf16 + channels_last" if amp else ""
+    extras = "".join([", channels_last" if channels_last else "", ", bf16" if amp else ""])
     return _progress(make_result(
-        "JPEG -> feature cache images/s", f"{encoder_name} {encoder.preprocess.image_size}px{fast}, {count} 640x480 "
+        "JPEG -> feature cache images/s", f"{encoder_name} {encoder.preprocess.image_size}px{extras}, {count} 640x480 "
         f"JPEGs, FeatureCache.build batch {batch_size}, {num_workers} workers (baseline: one by one)", "images/s",
         count, runs["ours"], runs["baseline"]))
 
@@ -347,7 +354,7 @@ SHAPES_WORDS = ("a an the red green blue yellow purple orange circle circles squ
 
 
 def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
-                  config: ModelConfig | None = None, warmup: int = 3) -> list[Result]:
+                  config: ModelConfig | None = None, warmup: int = 3, bundled: bool = True) -> list[Result]:
     """Captioner.caption on one 640x480 PIL image (encoder + beam 3) against encoder + tutorial beam search.
 
     Random weights with <end> disabled, so both decode the full max_len steps (the worst case)."""
@@ -369,9 +376,8 @@ def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
         tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=config.max_len)
 
     cases = {"ours": lambda: ours.caption([image], beam_size=3), "baseline": run_base}
-    bundled = BUNDLED_DIR / "shapes-soft"
-    if bundled.exists():
-        trained = load_captioner(bundled, device)
+    if bundled and (BUNDLED_DIR / "shapes-soft").exists():
+        trained = load_captioner(BUNDLED_DIR / "shapes-soft", device)
         cases["bundled"] = lambda: trained.caption([image], beam_size=3)
     runs = interleaved(cases, device, repeats, warmup=warmup)
     setting = f"{config.encoder} {ours.encoder.preprocess.image_size}px + beam 3, {config.max_len} steps"
@@ -453,11 +459,13 @@ def main(args: argparse.Namespace) -> list[Result]:
         images, base_images = (1000, 50) if gpu else ((16, 3) if quick else (64, 8))
         results.append(bench_beam(COCO, device, images, base_images, repeats, amp, compile=args.compile))
     if "extract" in args.only:
+        # train.py's defaults (cache batch 64, 2 workers), then what suits the device: on a CPU small batches
+        # of a channels_last encoder (depthwise convolutions at batch 64 spill the caches), on a GPU bf16.
+        count = (256 if gpu else 48) if quick else (1000 if gpu else 200)
         for name in (["efficientnet_lite0", "resnet101"] if gpu else ["efficientnet_lite0"]):
-            for fast in sorted({False, amp and gpu}):
-                results.append(bench_extraction(device, name, 96 if quick else 300, max(2, repeats - 1),
-                                                num_workers=8 if gpu else 1, batch_size=64 if gpu else 32,
-                                                amp=fast))
+            results.append(bench_extraction(device, name, count, max(2, repeats - 1), num_workers=2, batch_size=64))
+            results.append(bench_extraction(device, name, count, max(2, repeats - 1), num_workers=8 if gpu else 1,
+                                            batch_size=64 if gpu else 8, channels_last=True, amp=amp))
     if "latency" in args.only:
         results += bench_latency(device, 10 if quick else 20)
     print(f"device: {device_name(device)}; torch {torch.__version__}; amp {'bf16' if amp else 'off'}; "

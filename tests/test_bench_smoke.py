@@ -17,6 +17,15 @@ from captioning.search import beam_search
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Toy tensors gain nothing from a second thread, and on a busy machine its barriers stall every op."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def toy_decoder(**overrides) -> ShowAttendTellDecoder:
     return bench.our_decoder(bench.TOY, CPU, **{"dropout": 0.0, **overrides})
 
@@ -96,10 +105,11 @@ def test_training_and_beam_measurements_run(tmp_path):
 
 def test_extraction_and_latency_measurements_run():
     extraction = bench.bench_extraction(CPU, "efficientnet_lite0", count=4, repeats=1, num_workers=0, batch_size=2,
-                                        image_size=64)
-    assert extraction.ours > 0 and extraction.baseline > 0
+                                        image_size=64, channels_last=True)
+    assert extraction.ours > 0 and extraction.baseline > 0 and "channels_last" in extraction.setting
     config = ModelConfig(embed_dim=16, hidden_dim=16, attention_dim=8, image_size=64, max_len=3)
-    (latency, *_) = bench.bench_latency(CPU, repeats=1, pretrained=False, config=config, warmup=1)
+    (latency, *_) = bench.bench_latency(CPU, repeats=1, pretrained=True, config=config, warmup=1,
+                                         bundled=False)
     assert latency.unit == "ms" and latency.ours > 0 and latency.speedup == pytest.approx(latency.baseline / latency.ours)
 
 
