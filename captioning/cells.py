@@ -47,6 +47,10 @@ class Linear(nn.Linear):
         y = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
         return y.view(*x.shape[:-1], self.out_features)
 
+    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the copy of the old weight
+        self._transposed = None
+        return super()._apply(fn, recurse)
+
     def _cached_transpose(self, x: torch.Tensor) -> torch.Tensor | None:
         if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != self.weight.dtype:
             return None

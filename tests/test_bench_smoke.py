@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bench import bench
 from bench.baseline import from_showtell, tutorial_beam_search, tutorial_loss
-from captioning.cells import StepWeights
+from captioning.cells import Linear, StepWeights
 from captioning.config import ModelConfig
 from captioning.decoder import ShowAttendTellDecoder
 from captioning.search import beam_search
@@ -71,6 +72,32 @@ def test_step_weights_give_plain_autograd_gradients(bias):
         assert torch.allclose(e, g, atol=1e-6)
     with torch.no_grad():  # outside autograd it is a plain linear
         assert StepWeights(layer.weight, layer.bias).token is None
+
+
+def test_cached_linear_follows_weight_updates():
+    torch.manual_seed(0)
+    layer, x = Linear(6, 5), torch.randn(3, 6)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6)
+        layer.weight.mul_(2)  # an optimizer step or load_state_dict: the cached copy must follow
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6)
+    assert layer(x).requires_grad  # with autograd it is a plain nn.Linear
+
+
+@pytest.mark.parametrize("config", [dict(), dict(deep_output=False, gate=False),
+                                    dict(attention="hard", hard_inference="argmax")])
+def test_precomputed_context_terms_decode_the_same(config):
+    """One-image decoding reads the grid's products with W_z / L_z from `Memory.context_terms`."""
+    dec = toy_decoder(**config).eval()
+    features = bench.synthetic_batch(bench.TOY, 2, CPU)[0]
+    tokens = torch.tensor([bench.START, bench.START])
+    with torch.no_grad():
+        plain, terms = dec.memory(features, context_terms=False), dec.memory(features, context_terms=True)
+        assert plain.context_terms is None and terms.context_terms is not None
+        state = dec.init_state(features)
+        for (a, b) in zip(dec.step(tokens, state, plain), dec.step(tokens, state, terms), strict=True):
+            for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
+                assert torch.allclose(x, y, atol=1e-5)
 
 
 def test_training_under_bf16_autocast_keeps_fp32_gradients():
