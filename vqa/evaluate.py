@@ -18,6 +18,7 @@ from captioning import checkpoint as ckpt
 from captioning.data.records import DatasetError
 from captioning.images import open_image
 
+from .config import RUN_CONFIG, TrainConfig
 from .data import QA, QADataset, load_sources, normalize
 from .features import BoxFeatures
 from .model import Answerer, load_answerer, read_question
@@ -149,11 +150,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def data_config(folder: Path, args: argparse.Namespace):
     """The training run's data settings (saved in the checkpoint), with any given overrides."""
-    from .config import TrainConfig
 
     saved = ckpt.read_config(folder).get("data") or {}
     values = {k: v for k, v in saved.items() if k in ("format", "annotations", "images", "skip_invalid", "val_holdout",
-                                                          "seed", "choices_seed", "cache_dir", "num_workers")}
+                                                          "seed", "choices_seed")}
     for key in ("format", "annotations", "images"):
         if getattr(args, key, None):
             values[key] = str(Path(getattr(args, key)).absolute()) if key != "format" else args.format
@@ -172,14 +172,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _cache_dir(given: str | None, saved: str | None, folder: Path) -> Path:
-    """--cache-dir, else the training run's cache when it is on this machine, else a temporary folder."""
+def _cache_dir(given: str | None, folder: Path) -> Path:
+    """--cache-dir; else, for a checkpoint inside a run folder, that run's cache; else a temporary folder."""
     if given:
         return Path(given)
-    if saved and Path(saved).is_dir():
-        return Path(saved)
-    if (folder.parent / "config.yaml").is_file():  # a checkpoint inside a run folder
-        return folder.parent / "features"
+    run = folder.parent
+    if (run / RUN_CONFIG).is_file():
+        import yaml
+
+        try:  # only one key is needed: read leniently (a run folder of an older version still works)
+            saved = (yaml.safe_load((run / RUN_CONFIG).read_text(encoding="utf-8")) or {}).get("cache_dir")
+        except (OSError, yaml.YAMLError, AttributeError):
+            saved = None
+        return Path(saved) if saved else run / "features"
     import tempfile
 
     return Path(tempfile.gettempdir()) / "showtell-vqa-features"
@@ -205,10 +210,10 @@ def main(args: argparse.Namespace) -> Report:
         raise ValueError(f"no {args.split} questions in {config.format} data")
     boxes = None
     if model.encoder.frozen:
-        cache_dir = _cache_dir(args.cache_dir, config.cache_dir, Path(folder))
+        cache_dir = _cache_dir(args.cache_dir, Path(folder))
         subset = QADataset(dataset.task, questions, dataset.images, dataset.boxes, dataset.types)
         grids = cached_grids(grid_cache(model.encoder, subset, cache_dir, device=device,
-                                        num_workers=config.num_workers))
+                                        num_workers=0))
         if model.config.task == "pointing":
             boxes = BoxFeatures.build(model.encoder, subset, cache_dir, device=device)
     else:

@@ -117,6 +117,17 @@ def _summary(report: Report) -> str:
     return text + (f"  open {report.open_ended.overall:.4f}" if report.open_ended else "")
 
 
+def _portable(path: str | None) -> str | None:
+    """What the checkpoint records as its data: relative to the working directory when inside it, so a
+    checkpoint copied elsewhere (a bundled model) finds its data from the repository root."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def main(args: argparse.Namespace) -> TrainerState:
     run_dir = Path(args.out).absolute()
     last, best = run_dir / "last", run_dir / "best"
@@ -168,10 +179,9 @@ def main(args: argparse.Namespace) -> TrainerState:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step if resuming else None)
-    data = {"format": config.format, "annotations": config.annotations, "images": config.images,
-            "skip_invalid": config.skip_invalid,
-            "val_holdout": config.val_holdout, "seed": config.seed, "choices_seed": config.choices_seed,
-            "cache_dir": str(cache_dir)}
+    data = {"format": config.format, "annotations": _portable(config.annotations), "images": _portable(config.images),
+            "skip_invalid": config.skip_invalid, "val_holdout": config.val_holdout, "seed": config.seed,
+            "choices_seed": config.choices_seed}
     encoded = _encode(model, train)
     print(f"training on {len(train):,} questions ({len(dataset.images):,} images), validating on {len(val):,}; "
           f"vocabulary {len(vocab)} words; {sum(p.numel() for p in params):,} trainable parameters; device {device}")
