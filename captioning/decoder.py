@@ -8,6 +8,7 @@ once over all steps (`StepWeights`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -119,11 +120,11 @@ class ShowAttendTellDecoder(nn.Module):
         return weight, bias, [p.out_features for p in parts]
 
     def _attend(self, memory: Memory, hidden_projected: torch.Tensor, gate_logit: torch.Tensor | None,
-                hard: str | None):
+                hard: str | None, scorer: Callable[[torch.Tensor], torch.Tensor] | None = None):
         """Context for one step from W_h h_{t-1} and f_beta(h_{t-1}). hard: None (soft), 'sample' (training),
-        'argmax' (test)."""
+        'argmax' (test). scorer: `attention.scorer(memory.projected)`, made once per teacher-forced pass."""
         features, projected = memory[0], memory[1]
-        alpha = self.attention.weights_from(projected, hidden_projected)  # (B, P)
+        alpha = scorer(hidden_projected) if scorer else self.attention.weights_from(projected, hidden_projected)
         log_p_location = entropy = None
         if hard is None:
             context = expected_context(features, alpha)
@@ -166,14 +167,20 @@ class ShowAttendTellDecoder(nn.Module):
 
     # ---- teacher-forced training -----------------------------------------------------------
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
-        """features (B, P, D); captions (B, T+1) = <start> w_1 ... <end> <pad>...; loss over all targets."""
+        """features (I, P, D) of I images; captions (I * k, T+1) = <start> w_1 ... <end> <pad>..., rows
+        i*k .. i*k+k-1 describing image i (k = 1: one caption per grid). Loss over all targets.
+
+        Several captions per image share one attention projection, initial state and grid read per step,
+        so a batch of k captions for each of I images costs far less than I * k separate grids."""
+        per_image, remainder = divmod(captions.shape[0], features.shape[0])
+        if remainder or not per_image:
+            raise ValueError(f"{captions.shape[0]} captions do not split evenly over {features.shape[0]} images")
         hard = self.config.attention == "hard" and self.training
         memory, state = self.memory(features, context_terms=False), self.init_state(features)
-        if hard:  # N Monte-Carlo attention sequences per caption; each image's projection is computed once
-            n = self.config.reinforce.samples
-            memory = Memory(*(m.repeat_interleave(n, 0) for m in memory[:2]))
-            state = tuple(s.repeat_interleave(n, 0) for s in state)
-            captions = captions.repeat_interleave(n, 0)
+        if hard:  # N Monte-Carlo attention sequences per caption; each image's grid is still read once per step
+            captions = captions.repeat_interleave(self.config.reinforce.samples, 0)
+            per_image *= self.config.reinforce.samples
+        state = tuple(s.repeat_interleave(per_image, 0) for s in state) if per_image > 1 else state
         inputs, targets = captions[:, :-1], captions[:, 1:]
         mask = targets != 0  # (B, T)
         steps = int(mask.sum(dim=1).max())
@@ -187,11 +194,12 @@ class ShowAttendTellDecoder(nn.Module):
         context_gates = StepWeights(self.context_gates.weight)
         fused_rnn = self.config.num_layers == 1
         mode = "sample" if hard else self._inference_mode()
+        scorer = self.attention.scorer(memory.projected)
         hiddens, contexts, alphas, log_p_locations, entropies = [], [], [], [], []
         for t in range(steps):
             products = from_hidden(state[0][:, -1]).split(sizes, dim=-1)
             gate_logit = products[1] if self.gate is not None else None
-            context, alpha, log_p, entropy = self._attend(memory, products[0], gate_logit, mode)
+            context, alpha, log_p, entropy = self._attend(memory, products[0], gate_logit, mode, scorer)
             state = self.rnn(embed_gates[t] + context_gates(context), state, products[-1] if fused_rnn else None)
             hiddens.append(state[0][:, -1])
             contexts.append(context)

@@ -153,7 +153,10 @@ def load_captioner(path: str | os.PathLike, device: str | torch.device = "cpu", 
         raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
     vocab = Vocabulary.load(folder / ckpt.VOCAB)
     encoder_saved = meta.get("encoder_weights") == "saved"
-    model = Captioner(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
+    try:
+        model = Captioner(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
+    except (TypeError, ValueError) as exc:  # e.g. an unknown encoder or a non-integer size in config.json
+        raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: cannot build the model it describes ({exc})") from None
     model._encoder_is_pretrained = not encoder_saved
     tensors = ckpt.read_weights(folder)
     optional = () if encoder_saved or not model.encoder.frozen else ("encoder.",)

@@ -1,7 +1,10 @@
 """Decoding written once: greedy, temperature sampling and batched beam search.
 
 Every function drives a `step(tokens, state, memory) -> (log_probs, state, alpha)` callable; state
-and memory are tuples of batch-first tensors, so search knows nothing about the model inside."""
+and memory are tuples of batch-first tensors, so search knows nothing about the model inside.
+Memory keeps one row per image even when the state has several rows (beams) per image: rows
+i*k .. i*k+k-1 of the state belong to image i, and the step reads memory row i for all of them
+(`ShowAttendTellDecoder.step` does), so each beam step reads every image grid once, not k times."""
 
 from __future__ import annotations
 
@@ -90,7 +93,7 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     lanes = k + 1 if k > 1 else 1  # the beams, then the greedy lane
     device = memory[0].device
-    memory, state = _repeat(memory, lanes), _repeat(state, lanes)
+    state = _repeat(state, lanes)  # memory stays one row per image (see the module docstring)
     tokens = torch.full((batch * lanes,), start_id, dtype=torch.long, device=device)
     scores = torch.full((batch, lanes), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first

@@ -23,7 +23,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "annotations": None, "images": None, "format": "auto", "skip_invalid": False, "cache_dir": None,
     "min_freq": 5, "val_holdout": 0.05,
     # optimisation and validation
-    "epochs": 20, "batch_size": 64, "lr": 4e-4, "encoder_lr": 1e-4, "lr_decay": 1.0, "weight_decay": 0.0, "clip_grad": 5.0,
+    "epochs": 20, "batch_size": 64, "captions_per_image": 1, "lr": 4e-4, "encoder_lr": 1e-4, "lr_decay": 1.0,
+    "weight_decay": 0.0, "clip_grad": 5.0,
     "patience": 5, "seed": 0, "beam_size": 3, "val_max_images": 0,
     # machinery
     "device": None, "amp": True, "num_workers": 2, "cache_batch_size": 64, "checkpoint_every": 0, "log_every": 50,
@@ -93,6 +94,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = parser.add_argument_group("optimisation")
     add(g, "epochs", "training epochs", type=int)
     add(g, "batch-size", "captions per batch (per process under torchrun)", type=int)
+    add(g, "captions-per-image", "captions of one image per batch, sharing its grid's attention projection and "
+        "reads: batch-size // this images per batch (1: independent (image, caption) pairs)", type=int)
     add(g, "lr", "Adam learning rate of the decoder", type=float)
     add(g, "encoder-lr", "Adam learning rate of fine-tuned encoder blocks", type=float)
     add(g, "lr-decay", "multiply the learning rates by this after every epoch (1: constant)", type=float)
@@ -200,8 +203,8 @@ def resolve_config(args: argparse.Namespace) -> argparse.Namespace:
     for key in ("annotations", "images"):
         if values[key] is None:
             raise ValueError(f"--{key} is required (on the command line or in --config)")
-    for key in ("epochs", "batch_size", "beam_size", "max_len", "num_layers", "embed_dim", "hidden_dim",
-                "attention_dim", "min_freq", "cache_batch_size", "log_every"):
+    for key in ("epochs", "batch_size", "captions_per_image", "beam_size", "max_len", "num_layers", "embed_dim",
+                "hidden_dim", "attention_dim", "min_freq", "cache_batch_size", "log_every"):
         if values[key] is not None and values[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {values[key]}")
     if not 0 <= values["dropout"] < 1:

@@ -113,11 +113,12 @@ def test_training_under_bf16_autocast_keeps_fp32_gradients():
 
 
 def test_training_and_beam_measurements_run(tmp_path):
-    results = bench.bench_training(bench.TOY, CPU, [4], repeats=1, amp=False)
-    results += bench.bench_training(bench.TOY, CPU, [3], repeats=1, amp=True,
-                                    configs={"soft": dict(), "hard": dict(attention="hard")})
+    results = bench.bench_training(bench.TOY, CPU, [5], repeats=1, amp=False)
+    results += bench.bench_training(bench.TOY, CPU, [10], repeats=1, amp=True,
+                                    configs={"soft": (dict(), 1), "hard": (dict(attention="hard"), 5)})
     results.append(bench.bench_beam(bench.TOY, CPU, images=4, baseline_images=2, repeats=1, amp=False))
-    assert len(results) == 6
+    assert len(results) == 7
+    assert "batch 10 (2 images x 5 captions)" in results[-2].setting
     for r in results:
         assert r.ours > 0 and len(r.ours_runs) == 1
         assert (r.baseline is None) == r.setting.startswith("hard")
@@ -127,13 +128,13 @@ def test_training_and_beam_measurements_run(tmp_path):
     out = tmp_path / "bench.json"
     out.write_text(json.dumps(bench.report(results, CPU, amp=False, quick=True)))
     data = json.loads(out.read_text())
-    assert "CPU" in data["device"] and len(data["results"]) == 6
+    assert "CPU" in data["device"] and len(data["results"]) == 7
 
 
 def test_extraction_and_latency_measurements_run():
     extraction = bench.bench_extraction(CPU, "efficientnet_lite0", count=4, repeats=1, num_workers=0, batch_size=2,
-                                        image_size=64, channels_last=True)
-    assert extraction.ours > 0 and extraction.baseline > 0 and "channels_last" in extraction.setting
+                                        image_size=64)
+    assert extraction.ours > 0 and extraction.baseline > 0 and "batch 2, 0 workers" in extraction.setting
     config = ModelConfig(embed_dim=16, hidden_dim=16, attention_dim=8, image_size=64, max_len=3)
     (latency, *_) = bench.bench_latency(CPU, repeats=1, pretrained=True, config=config, warmup=1,
                                          bundled=False)

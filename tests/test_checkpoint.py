@@ -86,6 +86,17 @@ def test_config_that_does_not_match_weights(tmp_path, vocab):
         load_captioner(folder)
 
 
+@pytest.mark.parametrize("key, value, says", [("encoder", "foonet", "unknown encoder 'foonet'"),
+                                               ("hidden_dim", "wide", "cannot build the model")])
+def test_config_describing_no_buildable_model_names_the_file(tmp_path, vocab, key, value, says):
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["model"][key] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"config.json: .*{says}"):
+        load_captioner(folder)
+
+
 def test_vocabulary_mismatch(tmp_path, vocab):
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     words = json.loads((folder / "vocab.json").read_text())["words"]

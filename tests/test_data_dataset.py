@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from captioning.data import (
     CaptionDataset,
     FeatureCache,
+    caption_groups,
     collate_captions,
     load_karpathy,
     write_shapes_dataset,
@@ -89,3 +90,30 @@ def test_collate_by_hand():
     assert features.shape == (2, 2, 3)
     assert captions.tolist() == [[1, 5, 2], [1, 2, 0]]
     assert indices.tolist() == [4, 9]
+
+
+def test_caption_groups_cover_every_caption_once_per_epoch(setup):
+    records, vocab, _, cache = setup
+    groups = caption_groups(records, 5, epoch=0, seed=0)
+    assert [i for i, _ in groups] == list(range(len(records)))
+    assert all(sorted(c) == list(range(5)) for _, c in groups)  # shapes images have exactly 5 captions
+    assert caption_groups(records, 5, epoch=0, seed=0) == groups  # a resumed run rebuilds the same batches
+    assert caption_groups(records, 5, epoch=1, seed=0) != groups  # a fresh order every epoch
+    three = caption_groups(records, 3, epoch=0, seed=0)
+    assert all(len(set(c)) == 3 for _, c in three)
+    seven = caption_groups(records, 7, epoch=0, seed=0)  # more than an image has: all of them, then repeats
+    assert all(set(c) == set(range(5)) and len(c) == 7 for _, c in seven)
+
+
+def test_grouped_items_collate_image_by_image(setup):
+    records, vocab, _, cache = setup
+    data = CaptionDataset(records, vocab, cache)
+    groups = caption_groups(records, 3, epoch=0, seed=0)[:2]
+    features, captions, indices = collate_captions([data[g] for g in groups])
+    assert features.shape == (2, 4, 1280) and indices.tolist() == [0, 1]
+    assert captions.shape[0] == 6  # rows 0-2: image 0's captions, rows 3-5: image 1's
+    for row, (image, caption) in enumerate((i, c) for i, cs in groups for c in cs):
+        ids = vocab.encode(records[image].captions[caption])
+        assert captions[row, :len(ids)].tolist() == ids
+    with pytest.raises(ValueError, match="same number of captions"):
+        collate_captions([data[groups[0]], data[0]])

@@ -103,3 +103,65 @@ def test_tiny_model_memorises_captions(vocab, attention):
     assert model.decoder(feats, caps).nll < 0.05
     texts = [r.text for r in model.caption_features(feats, beam_size=1)]
     assert texts == CAPTIONS
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_captions_grouped_by_image_equal_one_grid_per_caption(vocab, attention):
+    """k captions per image share one grid (projection, initial state, reads): the loss and every
+    gradient equal those of k separate copies of the grid."""
+    dec = make_decoder(vocab, attention=attention, dropout=0.0).double().train()
+    feats, caps = random_features(2).double(), padded(vocab, CAPTIONS[:3] + CAPTIONS[2:])  # 0-2: image 0, 3-5: 1
+
+    def loss_and_grads(features):
+        dec.zero_grad()
+        dec.reward_baseline.zero_()
+        dec.baseline_initialised.fill_(False)
+        torch.manual_seed(3)  # the same hard-attention samples in both runs
+        out = dec(features, caps)
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in dec.named_parameters() if p.grad is not None}
+
+    grouped, repeated = loss_and_grads(feats), loss_and_grads(feats.repeat_interleave(3, 0))
+    assert caps.shape[0] == 6
+    assert torch.allclose(grouped[0], repeated[0], atol=1e-12)
+    assert grouped[1].keys() == repeated[1].keys()
+    for name, grad in grouped[1].items():
+        assert torch.allclose(grad, repeated[1][name], atol=1e-10), name
+
+
+def test_captions_must_split_evenly_over_images(vocab):
+    dec = make_decoder(vocab)
+    with pytest.raises(ValueError, match="5 captions do not split evenly over 2 images"):
+        dec(random_features(2), padded(vocab, CAPTIONS[:5]))
+
+
+@pytest.mark.parametrize("per_image", [1, 3])
+def test_blocked_attention_scores_have_plain_autograd_gradients(monkeypatch, per_image):
+    """`StepScores` (blocked, recomputing tanh, summing the projection's gradient over steps) against
+    the same steps through plain autograd, in float64, with blocks that do not divide the batch."""
+    from captioning import attention as att_module
+
+    monkeypatch.setattr(att_module, "BLOCK_ELEMENTS", 2 * per_image * 9 * 5)  # 2 images per block
+    torch.manual_seed(0)
+    att = att_module.AdditiveAttention(11, 6, 5).double()
+    feats = torch.randn(5, 9, 11, dtype=torch.float64)
+    hiddens = [torch.randn(5 * per_image, 6, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    targets = [torch.randn(5 * per_image, 9, dtype=torch.float64) for _ in hiddens]
+
+    def grads(blocked: bool):
+        att.zero_grad()
+        for h in hiddens:
+            h.grad = None
+        projected = att.project(feats)
+        weights = att.scorer(projected) if blocked else \
+            (lambda q: att_module.additive_weights(projected, q, att.score.weight, att.score.bias))
+        loss = sum((weights(att.hidden_proj(h)) * t).sum() for h, t in zip(hiddens, targets, strict=True))
+        loss.backward()
+        return [p.grad.clone() for p in att.parameters()] + [h.grad.clone() for h in hiddens]
+
+    for a, b in zip(grads(True), grads(False), strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    with torch.no_grad():  # the no-autograd path (decoding) is blocked too
+        projected, q = att.project(feats), att.hidden_proj(hiddens[0])
+        plain = att_module.additive_weights(projected, q, att.score.weight, att.score.bias)
+        assert torch.allclose(att.weights_from(projected, q), plain, atol=1e-12)

@@ -24,6 +24,6 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert "x 2 processes" in proc.stdout
     assert proc.stdout.count("training on") == 1  # only rank 0 talks (and writes)
     trainer = json.loads((run / "last" / "trainer.json").read_text())["trainer"]
-    # 40 captions over 2 processes with 8 per batch each: 3 steps (the sampler pads 20 to 24).
-    assert trainer["step"] == 3 and trainer["epoch"] == 1
+    # 8 images over 2 processes, 2 images (x 5 captions) per batch each: 2 steps.
+    assert trainer["step"] == 2 and trainer["epoch"] == 1
     assert (run / "best" / "model.safetensors").is_file()

@@ -102,3 +102,23 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "needs --annotations" in capsys.readouterr().err
     with pytest.raises(ValueError):
         main(["answer", str(run), image, "", "--debug"])
+
+
+def test_divergence_names_the_step_and_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    """A non-finite loss in epoch 2 stops before the update, in one line naming RUN/last."""
+    from vqa.decoder import QuestionAnsweringDecoder
+
+    argv, run, _ = _train(tmp_path, "telling", "--epochs", "2")
+    forward = QuestionAnsweringDecoder.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        if (run / "last").is_dir():  # epoch 1 is saved: diverge at once
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(QuestionAnsweringDecoder, "forward", poisoned)
+    assert main(argv) == 1
+    line = capsys.readouterr().err.rstrip("\n").split("\n")[-1].split("\r")[-1]  # after the progress bars
+    assert line.startswith("error: loss became nan at step") and "(epoch 2)" in line
+    assert f"the last good checkpoint is {run / 'last'}" in line

@@ -10,6 +10,7 @@ layer, is dotted with the last hidden state after the question; softmax over the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -100,12 +101,14 @@ class QuestionAnsweringDecoder(ShowAttendTellDecoder):
         zeros = features.new_zeros(features.shape[0], c.num_layers, c.hidden_dim)
         return (zeros, zeros.clone()) if self.rnn.has_cell_state else (zeros,)
 
-    def advance(self, x_gates: torch.Tensor, state: State, memory: Memory, mode: str | None):
+    def advance(self, x_gates: torch.Tensor, state: State, memory: Memory, mode: str | None,
+                scorer: Callable[[torch.Tensor], torch.Tensor] | None = None):
         """One step from input gates (B, G), as `step` does for a word: attend with h_{t-1}, then the
-        cell. Returns (new state, context, alpha, log p(location), entropy)."""
+        cell. Returns (new state, context, alpha, log p(location), entropy). scorer: see `_attend`."""
         hidden = state[0][:, -1]
         gate_logit = self.gate(hidden) if self.gate is not None else None
-        context, alpha, log_p, entropy = self._attend(memory, self.attention.hidden_proj(hidden), gate_logit, mode)
+        context, alpha, log_p, entropy = self._attend(memory, self.attention.hidden_proj(hidden), gate_logit, mode,
+                                                      scorer)
         return self.rnn(x_gates + self.context_gates(context), state), context, alpha, log_p, entropy
 
     def unroll(self, features: torch.Tensor, seq: Sequences, mode: str | None) -> Unrolled:
@@ -115,9 +118,10 @@ class QuestionAnsweringDecoder(ShowAttendTellDecoder):
         image = self.image_embed(memory.features.mean(dim=1)).unsqueeze(1)         # (B, 1, E)
         embedded = torch.cat([image, self.embedding(seq.inputs[:, 1:])], dim=1)    # (B, T, E)
         gates = self.embed_gates(embedded)                                          # (B, T, G): once
+        scorer = self.attention.scorer(memory.projected)
         hiddens, contexts, alphas, log_ps, entropies = [], [], [], [], []
         for t in range(seq.inputs.shape[1]):
-            new, context, alpha, log_p, entropy = self.advance(gates[:, t], state, memory, mode)
+            new, context, alpha, log_p, entropy = self.advance(gates[:, t], state, memory, mode, scorer)
             live = (t < seq.lengths).view(-1, 1, 1)
             state = tuple(torch.where(live, n, s) for n, s in zip(new, state, strict=True))
             hiddens.append(new[0][:, -1])

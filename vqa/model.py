@@ -212,7 +212,10 @@ def load_answerer(path: str | os.PathLike, device: str | torch.device = "cpu", *
         raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
     vocab = Vocabulary.load(folder / ckpt.VOCAB)
     encoder_saved = meta.get("encoder_weights") == "saved"
-    model = Answerer(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
+    try:
+        model = Answerer(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
+    except (TypeError, ValueError) as exc:  # e.g. an unknown encoder or a non-integer size in config.json
+        raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: cannot build the model it describes ({exc})") from None
     model._encoder_is_pretrained = not encoder_saved
     optional = () if encoder_saved or not model.encoder.frozen else ("encoder.",)
     ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)

@@ -58,8 +58,9 @@ def _encode(model: Answerer, questions: Sequence[QA]) -> list[tuple[list[int], l
 
 def train_one_epoch(model: Answerer, questions: Sequence[QA], encoded: list, batches: list[list[int]], grids: Grids,
                     boxes: BoxFeatures | None, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                    state: TrainerState, writer=None) -> dict[str, float]:
-    """One pass over `batches` (indices into `questions`); stops on a non-finite loss."""
+                    state: TrainerState, writer=None, last: Path | None = None) -> dict[str, float]:
+    """One pass over `batches` (indices into `questions`); stops on a non-finite loss, naming `last`
+    (the run's latest good checkpoint) in the error."""
     from tqdm.auto import tqdm
 
     model.train()
@@ -87,8 +88,10 @@ def train_one_epoch(model: Answerer, questions: Sequence[QA], encoded: list, bat
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         loss, nll = float(out.loss.detach()), float(out.nll.detach())
         if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise TrainingError(f"loss became {loss if not math.isfinite(loss) else norm} at step {state.step + 1}; "
-                                "stopped, the last good checkpoint is in RUN/last (try a lower --lr)")
+            what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
+            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise TrainingError(f"{what} at step {state.step + 1} (epoch {state.epoch + 1}); stopped before the "
+                                f"update, {where} (try a lower --lr)")
         optimizer.step()
         state.step += 1
         sums["loss"] += loss
@@ -190,7 +193,7 @@ def main(args: argparse.Namespace) -> TrainerState:
         t0 = time.time()
         torch.manual_seed(config.seed + state.epoch)  # dropout and hard-attention samples: same on a rerun
         batches = epoch_batches(len(train), config.batch_size, state.epoch, config.seed, Dist())
-        stats = train_one_epoch(model, train, encoded, batches, grids, boxes, optimizer, config, state, writer)
+        stats = train_one_epoch(model, train, encoded, batches, grids, boxes, optimizer, config, state, writer, last)
         score, report = validate(model, dataset, val, grids, boxes, config)
         state.epoch += 1
         improved = score > state.best_score

@@ -6,6 +6,7 @@ interrupted build loses at most the rows after its last commit and a rerun encod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from .dataset import PixelDataset, collate_pixels
 from .records import ImageRecord
 
 FORMAT = "showtell-feature-cache/1"
+CPU_CHUNK = 1  # images per encoder call on a CPU
 INDEX, DATA = "index.json", "features.f16"
 
 
@@ -178,15 +180,23 @@ class FeatureCache:
 
         was_training = encoder.training
         home = next(encoder.parameters()).device
-        encoder.eval().to(device)
+        # On a GPU: bf16 (the cache is fp16 anyway) and channels_last, the layout cuDNN's bf16 convolutions want.
+        gpu = device.type == "cuda"
+        layout = torch.channels_last if gpu else torch.contiguous_format
+        encoder.eval().to(device, memory_format=layout)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else contextlib.nullcontext()
         last_commit = time.monotonic()
         try:
-            with torch.inference_mode(), tqdm(total=len(todo), unit="img", desc=f"caching {meta['key']}",
-                                              disable=not progress) as bar:
+            with torch.inference_mode(), amp, tqdm(total=len(todo), unit="img", desc=f"caching {meta['key']}",
+                                                   disable=not progress) as bar:
                 for pixels, positions, error in loader:
                     if error:
                         raise ImageLoadError(error)
-                    features = encoder(pixels.to(device, non_blocking=True))  # (B, P, D)
+                    pixels = pixels.to(device, non_blocking=True, memory_format=layout)
+                    # A CPU encodes one image at a time (measured: ~1.5x faster per image than batches of 8, whose
+                    # activations spill out of the caches); the loader's workers decode the next JPEGs meanwhile.
+                    chunks = pixels.split(CPU_CHUNK) if not gpu else (pixels,)
+                    features = torch.cat([encoder(chunk) for chunk in chunks])  # (B, P, D)
                     array[base + positions[0]: base + positions[-1] + 1] = features.to("cpu", torch.float16).numpy()
                     written = positions[-1] + 1
                     bar.update(len(positions))
@@ -195,5 +205,5 @@ class FeatureCache:
                         last_commit = time.monotonic()
         finally:
             commit()
-            encoder.to(home).train(was_training)
+            encoder.to(home, memory_format=torch.contiguous_format).train(was_training)
         return cls.open(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -32,6 +33,9 @@ def load_pixels(record: ImageRecord, preprocess: Preprocess) -> torch.Tensor:
 
 class CaptionDataset(Dataset):
     """Items are (features (P, D) or pixels (3, S, S), caption ids with <start>/<end>, image index).
+
+    An integer index is one (image, caption) pair; an index `(image_index, caption_indices)` (see
+    `caption_groups`) is one image with several of its captions, as a list of id tensors.
 
     `source` is a feature lookup (a `FeatureCache`: the fast path for a frozen encoder) or pixels'
     preprocessing (an encoder or its `preprocess`: for fine-tuning). Training uses one item per
@@ -69,17 +73,46 @@ class CaptionDataset(Dataset):
             ids = [*ids[: self.max_len + 1], self.vocab.end_id]  # keep <start>, max_len words, <end>
         return torch.tensor(ids, dtype=torch.long)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, Sequence[int]]
+                    ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], int]:
+        if isinstance(index, tuple):
+            image_index, caption_indices = index
+            captions = self.records[image_index].captions
+            return self.image(image_index), [self.caption_ids(captions[j]) for j in caption_indices], image_index
         image_index, caption_index = self.pairs[index]
         caption = self.records[image_index].captions[caption_index]
         return self.image(image_index), self.caption_ids(caption), image_index
 
 
-def collate_captions(batch: Sequence[tuple[torch.Tensor, torch.Tensor, int]]
+def caption_groups(records: Sequence[ImageRecord], per_image: int, epoch: int, seed: int
+                   ) -> list[tuple[int, tuple[int, ...]]]:
+    """One `CaptionDataset` index per image: `per_image` of its captions, chosen afresh every epoch.
+
+    An image with exactly `per_image` captions (COCO, Flickr: 5) gives each of them once per epoch;
+    one with more gives a different subset each epoch; one with fewer repeats some. The choice
+    depends only on (seed, epoch), so a resumed run rebuilds the same batches."""
+    rng = random.Random(f"{seed}/{epoch}")
+    groups = []
+    for i, record in enumerate(records):
+        count = len(record.captions)
+        if count:
+            order = rng.sample(range(count), count)
+            groups.append((i, tuple(order[j % count] for j in range(per_image))))
+    return groups
+
+
+def collate_captions(batch: Sequence[tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], int]]
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stack images, right-pad captions with <pad>=0 to the batch's longest -> (B, ...), (B, T), (B,)."""
+    """Stack images, right-pad captions with <pad>=0 to the batch's longest -> (I, ...), (I * k, T), (I,).
+
+    Items with k captions each (`caption_groups` indices) give rows i*k .. i*k+k-1 for image i, the
+    layout `ShowAttendTellDecoder.forward` takes; plain items give one caption row per image."""
     images, captions, indices = zip(*batch, strict=True)
-    padded = pad_sequence(list(captions), batch_first=True, padding_value=Vocabulary.pad_id)
+    groups = [item if isinstance(item, list) else [item] for item in captions]
+    if len({len(g) for g in groups}) > 1:
+        raise ValueError("every item of a batch must carry the same number of captions")
+    rows = [c for g in groups for c in g]
+    padded = pad_sequence(rows, batch_first=True, padding_value=Vocabulary.pad_id)
     return torch.stack(images), padded, torch.tensor(indices, dtype=torch.long)
 
 
