@@ -355,11 +355,14 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
         everything = train_records + split_records(records, ("val", "test"))
         if d.main:
             features = FeatureCache.build(model.encoder, everything, cache_dir, batch_size=args.cache_batch_size,
-                                          num_workers=args.num_workers, device=device)
+                                          num_workers=args.num_workers, device=device, skip_invalid=args.skip_invalid)
         d.barrier()
         if not d.main:
             features = FeatureCache.build(model.encoder, everything, cache_dir, batch_size=args.cache_batch_size,
-                                          num_workers=args.num_workers, device=device)
+                                          num_workers=args.num_workers, device=device, skip_invalid=args.skip_invalid)
+        if args.skip_invalid:  # unreadable images were left out of the cache (and named in one warning)
+            train_records = [r for r in train_records if r.image_id in features]
+            val_records = [r for r in val_records if r.image_id in features]
     dataset = CaptionDataset(train_records, vocab, features if features is not None else model.encoder,
                              max_len=args.max_len)
 

@@ -140,7 +140,8 @@ def _coerce(action: argparse.Action, value: Any, where: str) -> Any:
     return value
 
 
-def read_yaml(path: str | os.PathLike, parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
+def read_yaml_mapping(path: str | os.PathLike) -> dict[Any, Any]:
+    """A config file's top-level mapping (empty file: {}); a missing file or bad YAML is one ValueError line."""
     import yaml
 
     path = Path(path)
@@ -153,6 +154,11 @@ def read_yaml(path: str | os.PathLike, parser: argparse.ArgumentParser | None = 
     data = data or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file is a mapping of option: value")
+    return data
+
+
+def read_yaml(path: str | os.PathLike, parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
+    data = read_yaml_mapping(path)
     actions = _actions(parser or get_args_parser())
     unknown = sorted(k for k in data if str(k).replace("-", "_") not in actions)
     if unknown:

@@ -114,3 +114,26 @@ def test_encoders_do_not_mix(records, encoder, tmp_path):
     with pytest.raises(CacheError, match="holds features of"):
         FeatureCache.build(encoder, records[:2], second.path, num_workers=0, progress=False)
     assert json.loads((second.path / "index.json").read_text())["encoder"] == "efficientnet_lite0"
+
+
+def test_unreadable_images_stop_the_build_or_are_skipped(records, encoder, tmp_path, caplog):
+    """A corrupt file raises one error naming it; with skip_invalid it is left out, the rows stay aligned."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    broken = []
+    for record in records[:5]:
+        data = record.path.read_bytes()
+        path = folder / record.path.name
+        path.write_bytes(data[: len(data) // 3] if record is records[2] else data)  # a truncated PNG
+        broken.append(type(record)(record.image_id, path, record.split, record.captions))
+    with pytest.raises(ImageLoadError, match=records[2].path.name):
+        FeatureCache.build(encoder, broken, tmp_path / "strict", batch_size=2, num_workers=0, progress=False)
+    with caplog.at_level("WARNING"):
+        cache = FeatureCache.build(encoder, broken, tmp_path / "lenient", batch_size=2, num_workers=0,
+                                   progress=False, skip_invalid=True)
+    assert "skipped 1 unreadable images" in caplog.text and records[2].path.name in caplog.text
+    assert len(cache) == 4 and records[2].image_id not in cache
+    with torch.inference_mode():
+        for record in broken[:2] + broken[3:]:
+            expected = encoder.encode_pil([open_image(record.path)])[0]
+            torch.testing.assert_close(cache[record.image_id].float(), expected, atol=1e-2, rtol=1e-2)

@@ -167,3 +167,16 @@ def test_hard_attention_gru_fine_tuned_from_pixels(data, tmp_path):
     model = load_captioner(run / "best")
     assert model.config.attention == "hard" and model.config.cell == "gru" and not model.encoder.frozen
     assert any(k.startswith("encoder.") for k in load_file(run / "best" / "model.safetensors"))
+
+
+def test_skip_invalid_trains_without_a_corrupt_image(tmp_path, capsys):
+    """--skip-invalid leaves an existing but truncated image out of the cache and out of training."""
+    data = make_tiny_dataset(tmp_path / "shapes")
+    victim = sorted((data / "images").glob("*.png"))[0]  # image 0: a training image
+    victim.write_bytes(victim.read_bytes()[:200])
+    args = tiny_args(data, tmp_path / "run", "--epochs", "1", "--captions-per-image", "1", "--batch-size", "8")
+    with pytest.raises(Exception, match=victim.name):
+        train(*args)
+    state = train(*args, "--skip-invalid")
+    assert "training on 7 images (35 captions)" in capsys.readouterr().out
+    assert state.epoch == 1 and state.step == 5  # 35 captions, batch 8

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from captioning.config import ModelConfig
+from captioning.train_config import read_yaml_mapping
 
 TASKS = ("telling", "pointing")
 FORMATS = ("visual7w", "easy-vqa", "shapes")
@@ -216,18 +217,7 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file is a mapping of key: value")
+    data = read_yaml_mapping(path)
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(k for k in data if k not in KEYS)
     if unknown:

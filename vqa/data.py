@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from captioning.data.records import DatasetError, _Entry, _list_field, _read_json, _require, _Skips
+from captioning.data.records import (
+    DatasetError,
+    _Entry,
+    _file_and_split,
+    _list_field,
+    _read_json,
+    _require,
+    _Skips,
+)
 from captioning.vocab import tokenize
 
 from .config import TrainConfig
@@ -122,11 +130,7 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
     for i, entry in enumerate(entries):
         where = f"images[{i}]"
         try:
-            filename = _require(entry, "filename", str, where)
-            split = _require(entry, "split", str, where)
-            if split not in SPLITS:
-                raise _Entry(where, f'unknown split "{split}" (expected one of {", ".join(SPLITS)})',
-                             "malformed entries")
+            filename, split = _file_and_split(entry, where, SPLITS)
             image_id = _require(entry, "image_id", (int, str), where)
             pairs = _require(entry, "qa_pairs", list, where)
             if image_id in seen_images:

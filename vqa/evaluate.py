@@ -191,7 +191,7 @@ def _cache_dir(given: str | None, folder: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> Report:
-    from captioning.model import resolve_checkpoint
+    from captioning.encoder_decoder import resolve_checkpoint
 
     from .features import grid_cache
     from .model import BUNDLED_DIR

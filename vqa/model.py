@@ -11,11 +11,8 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch import nn
 
-from captioning import checkpoint as ckpt
-from captioning.encoders import create_encoder
-from captioning.model import resolve_checkpoint
+from captioning.encoder_decoder import EncoderDecoder
 from captioning.search import Hypothesis, beam_search, sequential_search
 from captioning.vocab import UNK, Vocabulary, tokenize
 
@@ -84,18 +81,11 @@ def parse_box(choice: object) -> Box:
     return Box(-1, x, y, w, h)
 
 
-class Answerer(nn.Module):
-    def __init__(self, config: AnswererConfig, vocab: Vocabulary, *, pretrained_encoder: bool = True):
-        super().__init__()
-        self.config, self.vocab = config, vocab
-        self.encoder = create_encoder(config.encoder, pretrained=pretrained_encoder, grid_size=config.grid_size,
-                                      image_size=config.image_size, fine_tune_blocks=config.fine_tune_blocks)
-        self.decoder = QuestionAnsweringDecoder(config, len(vocab), self.encoder.channels)
-        self._encoder_is_pretrained = pretrained_encoder
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.decoder.parameters()).device
+class Answerer(EncoderDecoder):
+    format, kind = FORMAT, "question-answering"
+    config_type, decoder_type, bundled_dir = AnswererConfig, QuestionAnsweringDecoder, BUNDLED_DIR
+    config: AnswererConfig
+    decoder: QuestionAnsweringDecoder
 
     # ---- batched building blocks (evaluation, training validation) ---------------------------
     def answer_ids(self, text: str) -> list[int]:
@@ -185,38 +175,9 @@ class Answerer(nn.Module):
             self.train(was_training)
 
     # ---- persistence ----------------------------------------------------------------------------
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Weights worth saving: all of them except a frozen pretrained encoder (rebuilt on load)."""
-        state = self.state_dict()
-        if self.encoder.frozen and self._encoder_is_pretrained:
-            state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
-        return state
-
-    def save(self, folder: str | Path, extra: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
-        config = {"format": FORMAT, "model": self.config.to_dict(),
-                  "encoder_weights": "pretrained" if self._encoder_is_pretrained else "saved", **(extra or {})}
-        return ckpt.save_checkpoint(folder, config, self.vocab.to_json(), self.trainable_state(), extra_files)
 
 
 def load_answerer(path: str | os.PathLike, device: str | torch.device = "cpu", *,
                   pretrained_encoder: bool = True) -> Answerer:
     """Rebuild an answerer from its folder, a run folder (best, else last) or a bundled model's name."""
-    folder = resolve_checkpoint(path, BUNDLED_DIR)
-    meta = ckpt.read_config(folder)
-    if meta.get("format") != FORMAT:
-        raise ckpt.CheckpointError(f"{folder}: not a question-answering checkpoint (format {meta.get('format')!r}, "
-                                   f"expected {FORMAT!r})")
-    try:
-        config = AnswererConfig.from_dict(meta["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
-    vocab = Vocabulary.load(folder / ckpt.VOCAB)
-    encoder_saved = meta.get("encoder_weights") == "saved"
-    try:
-        model = Answerer(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
-    except (TypeError, ValueError) as exc:  # e.g. an unknown encoder or a non-integer size in config.json
-        raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: cannot build the model it describes ({exc})") from None
-    model._encoder_is_pretrained = not encoder_saved
-    optional = () if encoder_saved or not model.encoder.frozen else ("encoder.",)
-    ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)
-    return model.to(device).eval()
+    return Answerer.load(path, device, pretrained_encoder=pretrained_encoder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from .dataset import PixelDataset, collate_pixels
 from .records import ImageRecord
 
 FORMAT = "showtell-feature-cache/1"
+log = logging.getLogger(__name__)
 CPU_CHUNK = 1  # images per encoder call on a CPU
 INDEX, DATA = "index.json", "features.f16"
 
@@ -134,9 +136,11 @@ class FeatureCache:
     @classmethod
     def build(cls, encoder: torch.nn.Module, records: Sequence[ImageRecord], cache_dir: str | os.PathLike, *,
               batch_size: int = 64, num_workers: int = 2, device: str | torch.device = "cpu",
-              progress: bool = True, commit_seconds: float = 30.0) -> FeatureCache:
+              progress: bool = True, commit_seconds: float = 30.0, skip_invalid: bool = False) -> FeatureCache:
         """Encode the records' images that the cache lacks into `cache_dir / cache_key(encoder)`.
 
+        An unreadable image raises `ImageLoadError` naming it; with `skip_invalid` it is left out (the
+        cache then lacks it: check `record.image_id in cache`) and one warning line counts them.
         Safe to interrupt and rerun: the index is committed every `commit_seconds` and on exit."""
         from tqdm.auto import tqdm
 
@@ -172,11 +176,12 @@ class FeatureCache:
         device = torch.device(device)
         loader = DataLoader(PixelDataset(todo, encoder.preprocess), batch_size=batch_size, num_workers=num_workers,
                             collate_fn=collate_pixels, pin_memory=device.type == "cuda")
-        written = 0
+        written: list[int | str] = []  # ids of rows base, base + 1, ... in order
+        skipped: list[str] = []
 
         def commit() -> None:
             array.flush()
-            _write_index(folder, meta, [*ids, *(r.image_id for r in todo[:written])])
+            _write_index(folder, meta, [*ids, *written])
 
         was_training = encoder.training
         home = next(encoder.parameters()).device
@@ -189,21 +194,26 @@ class FeatureCache:
         try:
             with torch.inference_mode(), amp, tqdm(total=len(todo), unit="img", desc=f"caching {meta['key']}",
                                                    disable=not progress) as bar:
-                for pixels, positions, error in loader:
-                    if error:
-                        raise ImageLoadError(error)
-                    pixels = pixels.to(device, non_blocking=True, memory_format=layout)
-                    # A CPU encodes one image at a time (measured: ~1.5x faster per image than batches of 8, whose
-                    # activations spill out of the caches); the loader's workers decode the next JPEGs meanwhile.
-                    chunks = pixels.split(CPU_CHUNK) if not gpu else (pixels,)
-                    features = torch.cat([encoder(chunk) for chunk in chunks])  # (B, P, D)
-                    array[base + positions[0]: base + positions[-1] + 1] = features.to("cpu", torch.float16).numpy()
-                    written = positions[-1] + 1
-                    bar.update(len(positions))
+                for pixels, positions, errors in loader:
+                    if errors and not skip_invalid:
+                        raise ImageLoadError(errors[0][1])
+                    skipped += [message for _, message in errors]
+                    if pixels is not None:
+                        pixels = pixels.to(device, non_blocking=True, memory_format=layout)
+                        # A CPU encodes one image at a time (measured: ~1.5x faster per image than batches of 8,
+                        # whose activations spill out of the caches); the loader's workers decode the next JPEGs.
+                        chunks = pixels.split(CPU_CHUNK) if not gpu else (pixels,)
+                        features = torch.cat([encoder(chunk) for chunk in chunks])  # (B, P, D)
+                        row = base + len(written)
+                        array[row: row + len(positions)] = features.to("cpu", torch.float16).numpy()
+                        written += [todo[i].image_id for i in positions]
+                    bar.update(len(positions) + len(errors))
                     if time.monotonic() - last_commit > commit_seconds:
                         commit()
                         last_commit = time.monotonic()
         finally:
             commit()
             encoder.to(home, memory_format=torch.contiguous_format).train(was_training)
+        if skipped:
+            log.warning("%s: skipped %d unreadable images (first: %s)", folder, len(skipped), skipped[0])
         return cls.open(folder)

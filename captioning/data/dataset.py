@@ -135,8 +135,9 @@ class PixelDataset(Dataset):
             return None, index, str(exc)
 
 
-def collate_pixels(batch: Sequence[tuple[torch.Tensor | None, int, str]]) -> tuple[torch.Tensor | None, list[int], str]:
-    errors = [e for _, _, e in batch if e]
-    if errors:
-        return None, [i for _, i, _ in batch], errors[0]
-    return torch.stack([p for p, _, _ in batch]), [i for _, i, _ in batch], ""
+def collate_pixels(batch: Sequence[tuple[torch.Tensor | None, int, str]]
+                   ) -> tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]:
+    """-> (pixels of the readable images or None, their indices, [(index, error)] of the others)."""
+    good = [(p, i) for p, i, e in batch if not e]
+    errors = [(i, e) for _, i, e in batch if e]
+    return (torch.stack([p for p, _ in good]) if good else None), [i for _, i in good], errors

@@ -100,6 +100,15 @@ def _existing(candidates: Sequence[Path], where: str, check: bool) -> Path:
     raise _Entry(where, f"image file not found: {candidates[0]}", "missing image files")
 
 
+def _file_and_split(entry: Any, where: str, splits: tuple[str, ...] = SPLITS) -> tuple[str, str]:
+    """An images[] entry's "filename" and "split" (Karpathy's layout, which Visual7W shares)."""
+    filename = _require(entry, "filename", str, where)
+    split = _require(entry, "split", str, where)
+    if split not in splits:
+        raise _Entry(where, f'unknown split "{split}" (expected one of {", ".join(splits)})', "malformed entries")
+    return filename, split
+
+
 def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, merge_restval: bool = True,
                   skip_invalid: bool = False, check_files: bool = True) -> list[ImageRecord]:
     """Read a Karpathy split file (`dataset_coco.json`, `dataset_flickr8k.json`, `dataset_shapes.json`, ...).
@@ -114,11 +123,7 @@ def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, 
     for i, entry in enumerate(entries):
         where = f"images[{i}]"
         try:
-            filename = _require(entry, "filename", str, where)
-            split = _require(entry, "split", str, where)
-            if split not in SPLITS:
-                raise _Entry(where, f'unknown split "{split}" (expected one of {", ".join(SPLITS)})',
-                             "malformed entries")
+            filename, split = _file_and_split(entry, where)
             sentences = _require(entry, "sentences", list, where)
             captions = [_sentence(s, f"{where}.sentences[{j}]") for j, s in enumerate(sentences)]
             if not captions:

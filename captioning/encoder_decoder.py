@@ -1,0 +1,99 @@
+"""What the captioner and the question answerer share: a registry encoder, a decoder on its grid,
+and their checkpoint folders (safetensors + JSON config + vocabulary; loading never unpickles)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .encoders import create_encoder
+from .vocab import Vocabulary
+
+
+def resolve_checkpoint(path: str | os.PathLike, bundled_dir: Path) -> Path:
+    """A checkpoint folder, a run folder (its best, else latest checkpoint), or a bundled model's name."""
+    path = ckpt.recover(Path(path))
+    if not path.exists() and (bundled_dir / str(path)).exists():
+        path = bundled_dir / str(path)
+    if not path.exists():
+        names = sorted(p.name for p in bundled_dir.iterdir() if p.is_dir()) if bundled_dir.is_dir() else []
+        raise ckpt.CheckpointError(f"{path}: no such checkpoint folder or bundled model "
+                                   f"(bundled: {', '.join(names) or 'none'})")
+    if path.is_file():
+        if path.name == ckpt.WEIGHTS:
+            return path.parent
+        raise ckpt.CheckpointError(f"{path}: a checkpoint is a folder with {ckpt.CONFIG}, {ckpt.VOCAB} and "
+                                   f"{ckpt.WEIGHTS}, not a single file")
+    if ckpt.is_checkpoint(path):
+        return path
+    for candidate in ("best", "last"):
+        if ckpt.is_checkpoint(ckpt.recover(path / candidate)):
+            return path / candidate
+    raise ckpt.CheckpointError(f"{path}: not a checkpoint folder (needs {ckpt.CONFIG}, {ckpt.VOCAB}, "
+                               f"{ckpt.WEIGHTS}) and holds no best/ or last/ checkpoint")
+
+
+class EncoderDecoder(nn.Module):
+    """An encoder from `create_encoder` and a decoder built on its channels; subclasses name their
+    config and decoder types, checkpoint format and bundled-model folder."""
+
+    format: ClassVar[str]
+    kind: ClassVar[str]                 # for messages: "captioning", "question-answering"
+    config_type: ClassVar[Any]          # a dataclass with to_dict / from_dict
+    decoder_type: ClassVar[type[nn.Module]]
+    bundled_dir: ClassVar[Path]
+
+    def __init__(self, config: Any, vocab: Vocabulary, *, pretrained_encoder: bool = True):
+        super().__init__()
+        self.config, self.vocab = config, vocab
+        self.encoder = create_encoder(config.encoder, pretrained=pretrained_encoder, grid_size=config.grid_size,
+                                      image_size=config.image_size, fine_tune_blocks=config.fine_tune_blocks)
+        self.decoder = self.decoder_type(config, len(vocab), self.encoder.channels)
+        self._encoder_is_pretrained = pretrained_encoder
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Weights worth saving: all of them except a frozen pretrained encoder (rebuilt on load)."""
+        state = self.state_dict()
+        if self.encoder.frozen and self._encoder_is_pretrained:
+            state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        return state
+
+    def save(self, folder: str | Path, extra: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
+        """`extra`: more keys for config.json; `extra_files`: more files written in the same atomic rename."""
+        config = {"format": self.format, "model": self.config.to_dict(),
+                  "encoder_weights": "pretrained" if self._encoder_is_pretrained else "saved", **(extra or {})}
+        return ckpt.save_checkpoint(folder, config, self.vocab.to_json(), self.trainable_state(), extra_files)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *,
+             pretrained_encoder: bool = True) -> EncoderDecoder:
+        """Rebuild a model from its folder, a run folder (best, else last) or a bundled model's name."""
+        folder = resolve_checkpoint(path, cls.bundled_dir)
+        meta = ckpt.read_config(folder)
+        if meta.get("format") != cls.format:
+            raise ckpt.CheckpointError(f"{folder}: not a {cls.kind} checkpoint (format {meta.get('format')!r}, "
+                                       f"expected {cls.format!r})")
+        try:
+            config = cls.config_type.from_dict(meta["model"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
+        vocab = Vocabulary.load(folder / ckpt.VOCAB)
+        encoder_saved = meta.get("encoder_weights") == "saved"
+        try:
+            model = cls(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
+        except (TypeError, ValueError) as exc:  # e.g. an unknown encoder or a non-integer size in config.json
+            raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: cannot build the model it describes ({exc})"
+                                       ) from None
+        model._encoder_is_pretrained = not encoder_saved
+        optional = () if encoder_saved or not model.encoder.frozen else ("encoder.",)
+        ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)
+        return model.to(device).eval()
