@@ -100,12 +100,14 @@ def test_precomputed_context_terms_decode_the_same(config):
                 assert torch.allclose(x, y, atol=1e-5)
 
 
-def test_training_under_bf16_autocast_keeps_fp32_gradients():
-    """The GPU recipe (bf16 autocast) exercised on the CPU: finite loss, fp32 gradients for every parameter."""
+@pytest.mark.parametrize("per_image", [1, 2])
+def test_training_under_bf16_autocast_keeps_fp32_gradients(per_image):
+    """The GPU recipe (bf16 autocast) exercised on the CPU, with one grid per caption and with captions
+    sharing their image's grid: finite loss, fp32 gradients for every parameter."""
     dec = toy_decoder()
     features, captions, _ = bench.synthetic_batch(bench.TOY, 4, CPU)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = dec(features, captions)
+        out = dec(features[::per_image], captions)
     out.loss.backward()
     assert math.isfinite(out.loss.item())
     for name, p in dec.named_parameters():
@@ -146,3 +148,20 @@ def test_args_parser_lists_choices():
     assert args.quick and args.only == ["train", "beam"] and args.amp == "auto"
     with pytest.raises(SystemExit):
         bench.get_args_parser().parse_args(["--device", "tpu"])
+
+
+def test_cached_context_readers_follow_weight_updates():
+    dec = toy_decoder().eval()
+    features = bench.synthetic_batch(bench.TOY, 1, CPU)[0]
+
+    def expected():
+        readers = torch.cat([dec.context_gates.weight, dec.output.context_proj.weight]).t()
+        return features @ readers
+
+    with torch.no_grad():
+        assert torch.allclose(dec.memory(features).context_terms, expected(), atol=1e-5)
+        dec.context_gates.weight.mul_(2)  # an optimizer step or load_state_dict: the cached copy must follow
+        assert torch.allclose(dec.memory(features).context_terms, expected(), atol=1e-5)
+        dec.double()  # a dtype move drops the copy
+        features = features.double()
+        assert dec.memory(features).context_terms.dtype == torch.float64
