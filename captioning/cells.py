@@ -33,7 +33,8 @@ class Linear(nn.Linear):
     """`nn.Linear` (same parameters and state_dict) that, without autograd on a CPU, multiplies by a
     cached (in, out) copy of its weight: decoding a few beams is bound by reading the weights, and
     MKL reads that layout ~1.5x faster than the transposed view `F.linear` passes. The copy is
-    rebuilt whenever the weight changes (new storage or an in-place update)."""
+    rebuilt whenever the weight changes (new storage or an in-place update) and at every `train()` /
+    `eval()` switch (a fused optimizer's in-place update leaves the version counter alone)."""
 
     _transposed: tuple[tuple, torch.Tensor] | None = None
 
@@ -50,6 +51,12 @@ class Linear(nn.Linear):
     def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the copy of the old weight
         self._transposed = None
         return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):
+        """Also drops the cached copy: fused optimizers (`Adam(fused=True)`) update weights in place without
+        bumping their version counter, so every switch between training and evaluation starts afresh."""
+        self._transposed = None
+        return super().train(mode)
 
     def _cached_transpose(self, x: torch.Tensor) -> torch.Tensor | None:
         if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != self.weight.dtype:

@@ -104,7 +104,7 @@ class ShowAttendTellDecoder(nn.Module):
 
     def _context_readers(self) -> torch.Tensor:
         """[W_z; L_z]^T (D, G [+ E]), kept between decoding calls (a 13 MB copy at COCO sizes) until a
-        weight changes (new storage or an in-place update, e.g. an optimizer step)."""
+        weight changes (new storage or an in-place update) or the module switches train/eval mode."""
         readers = [self.context_gates.weight, *([self.output.context_proj.weight] if self.output.deep else [])]
         try:
             key = tuple((w.data_ptr(), w._version, w.dtype) for w in readers)
@@ -119,6 +119,10 @@ class ShowAttendTellDecoder(nn.Module):
     def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the copy of the old weights
         self.__dict__.pop("_readers_cache", None)
         return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):  # a fused optimizer's update keeps the version counters: start afresh
+        self.__dict__.pop("_readers_cache", None)
+        return super().train(mode)
 
     def init_state(self, features: torch.Tensor) -> State:
         mean = features.mean(dim=1)

@@ -23,7 +23,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "annotations": None, "images": None, "format": "auto", "skip_invalid": False, "cache_dir": None,
     "min_freq": 5, "val_holdout": 0.05,
     # optimisation and validation
-    "epochs": 20, "batch_size": 64, "captions_per_image": 1, "lr": 4e-4, "encoder_lr": 1e-4, "lr_decay": 1.0,
+    "epochs": 20, "batch_size": 64, "captions_per_image": 5, "lr": 4e-4, "encoder_lr": 1e-4, "lr_decay": 1.0,
     "weight_decay": 0.0, "clip_grad": 5.0,
     "patience": 5, "seed": 0, "beam_size": 3, "val_max_images": 0,
     # machinery

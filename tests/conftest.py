@@ -16,6 +16,14 @@ from .helpers import CAPTIONS
 torch.set_num_threads(1)  # the test models are tiny; one thread is fastest and predictable
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts on one intra-op thread, whatever the previous one set (the app and the bench set it)."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def vocab() -> Vocabulary:
     return Vocabulary.build(CAPTIONS)

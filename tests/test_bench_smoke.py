@@ -18,15 +18,6 @@ from captioning.search import beam_search
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy tensors gain nothing from a second thread, and on a busy machine its barriers stall every op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def toy_decoder(**overrides) -> ShowAttendTellDecoder:
     return bench.our_decoder(bench.TOY, CPU, **{"dropout": 0.0, **overrides})
 
@@ -165,3 +156,25 @@ def test_cached_context_readers_follow_weight_updates():
         dec.double()  # a dtype move drops the copy
         features = features.double()
         assert dec.memory(features).context_terms.dtype == torch.float64
+
+
+def test_decoding_after_fused_optimizer_steps_uses_the_new_weights():
+    """Fused Adam updates weights without bumping their version counters: the cached transposes and
+    context readers must not survive the train()/eval() switch around an epoch (they once did)."""
+    import copy
+
+    dec = toy_decoder()
+    features, captions, _ = bench.synthetic_batch(bench.TOY, 2, CPU)
+
+    def decode(model):
+        model.eval()
+        with torch.no_grad():
+            memory, state = model.memory(features[:1]), model.init_state(features[:1])
+            return model.step(torch.tensor([bench.START]), state, memory)[0]
+
+    decode(dec)  # fills the caches
+    optimizer = torch.optim.Adam(dec.parameters(), lr=0.05, fused=True)
+    dec.train()
+    dec(features, captions).loss.backward()
+    optimizer.step()
+    assert torch.allclose(decode(dec), decode(copy.deepcopy(dec)), atol=1e-6)

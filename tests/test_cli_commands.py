@@ -9,7 +9,7 @@ from PIL import Image
 
 from captioning.cli import main as cli
 
-from .test_train_run import one_thread, shared_run  # noqa: F401
+from .test_train_run import shared_run
 
 
 @pytest.fixture

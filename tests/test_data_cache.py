@@ -13,15 +13,6 @@ from captioning.encoders import create_encoder
 from captioning.images import ImageLoadError, open_image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared CPU run far faster on one thread than fighting over several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("shapes")

@@ -18,14 +18,6 @@ from captioning.encoders import create_encoder
 from captioning.vocab import Vocabulary
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     out = tmp_path_factory.mktemp("shapes")

@@ -10,7 +10,7 @@ import pytest
 from captioning.cli import main as cli
 from captioning.data import load_karpathy
 
-from .test_train_run import one_thread, shared_data, shared_run, tiny_args, train  # noqa: F401
+from .test_train_run import shared_data, shared_run, tiny_args, train
 
 
 @pytest.fixture

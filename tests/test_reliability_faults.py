@@ -24,9 +24,9 @@ from captioning import load_captioner
 from captioning.cli import main as captioning_cli
 from captioning.data import write_shapes_dataset
 
-EPOCHS, STEPS_PER_EPOCH = 4, 5  # 8 train images x 5 captions, batch 8
+EPOCHS, STEPS_PER_EPOCH = 4, 4  # 8 train images x 5 captions, batch 10 = 2 images x 5 captions
 TINY_TRAIN = ["--image-size", "64", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
-              "--batch-size", "8", "--min-freq", "1", "--num-workers", "0", "--beam-size", "1", "--max-len", "8",
+              "--batch-size", "10", "--min-freq", "1", "--num-workers", "0", "--beam-size", "1", "--max-len", "8",
               "--dropout", "0", "--device", "cpu", "--seed", "1"]
 
 

@@ -21,14 +21,14 @@ from captioning.train import TrainerState, TrainingError, load_state, main, stat
 from captioning.train_config import get_args_parser, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# 8 train images x 5 captions, batch 10 = 2 images x their 5 captions (the COCO recipe): 4 steps per epoch.
+# 8 train images x 5 captions, batch 10 = 2 images x their 5 captions (the default): 4 steps per epoch.
 STEPS_PER_EPOCH = 4
 
 
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--annotations", str(data / "dataset_shapes.json"), "--images", str(data), "--out", str(out),
             "--cache-dir", str(data / "cache"), "--image-size", "64", "--embed-dim", "16", "--hidden-dim", "32",
-            "--attention-dim", "16", "--batch-size", "10", "--captions-per-image", "5", "--min-freq", "1", "--num-workers", "0",
+            "--attention-dim", "16", "--batch-size", "10", "--min-freq", "1", "--num-workers", "0",
             "--beam-size", "1", "--max-len", "12", "--epochs", "2", "--dropout", "0", *extra]
 
 
@@ -38,15 +38,6 @@ def make_tiny_dataset(folder: Path) -> Path:
 
 
 _SHARED: dict[str, Path] = {}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy CPU a spinning one costs 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def shared_data(tmp_path_factory) -> Path:
