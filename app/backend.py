@@ -46,7 +46,7 @@ class LoadedImage:
     @property
     def size_text(self) -> str:
         kib = self.nbytes / 1024
-        weight = f"{kib:.0f} KB" if kib < 1024 else f"{kib / 1024:.1f} MB"
+        weight = f"{self.nbytes} B" if kib < 1 else f"{kib:.0f} KB" if kib < 1024 else f"{kib / 1024:.1f} MB"
         return f"{self.image.width}×{self.image.height} px · {weight}" if self.image else weight
 
 

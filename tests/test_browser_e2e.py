@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("SHOWTELL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IMAGE = be.EXAMPLES_DIR / "an-orange-circle-to-the-left-of-a-blue-square.png"
+IMAGE = be.EXAMPLES_DIR / "an-orange-circle-to-the-left-of-a-blue-triangle.png"
 
 
 def free_port() -> int:
