@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .cells import Linear
+from .cells import Linear, step_token
 
 BLOCK_ELEMENTS = 1 << 18  # about 1 MiB of fp32 per block: a block and its scratch copy fit in a core's L2
 
@@ -47,34 +47,56 @@ def _by_image(projected: torch.Tensor, hidden_projected: torch.Tensor) -> torch.
     return hidden_projected.view(projected.shape[0], -1, hidden_projected.shape[-1])
 
 
-def additive_scores(projected: torch.Tensor, hidden_projected: torch.Tensor, weight: torch.Tensor,
-                    bias: torch.Tensor) -> torch.Tensor:
-    """e = w^T tanh(P + q) + b: (I, P, A), (I * k, A), (A,), () -> (I * k, P), one cache-sized block of
-    images at a time; rows i*k .. i*k+k-1 of q score against image i."""
+def _tanh_blocks(projected: torch.Tensor, queries: torch.Tensor, dtype: torch.dtype):
+    """Yield (i, j, tanh(P[i:j] + q[i:j])) as (j - i, k, P, A) over cache-sized blocks of images, in one
+    reused buffer: the pass over (P, A) that both the scores and their backward start from."""
     images, positions, dim = projected.shape
-    queries = _by_image(projected, hidden_projected)
     per_image = queries.shape[1]
     step = _block_images(projected, per_image)
-    dtype = torch.promote_types(projected.dtype, hidden_projected.dtype)
-    scores = projected.new_empty((images, per_image, positions), dtype=dtype)
-    scratch = projected.new_empty((min(step, images), per_image, positions, dim), dtype=dtype)
-    weight = weight.to(dtype)
+    scratch = torch.empty((min(step, images), per_image, positions, dim), dtype=dtype, device=projected.device)
     for i in range(0, images, step):
         j = min(i + step, images)
         block = scratch[:j - i]
         torch.add(projected[i:j].unsqueeze(1), queries[i:j].unsqueeze(2), out=block).tanh_()
+        yield i, j, block
+
+
+def additive_scores(projected: torch.Tensor, hidden_projected: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor) -> torch.Tensor:
+    """e = w^T tanh(P + q) + b: (I, P, A), (I * k, A), (A,), () -> (I * k, P), one cache-sized block of
+    images at a time; rows i*k .. i*k+k-1 of q score against image i."""
+    queries = _by_image(projected, hidden_projected)
+    dtype = torch.promote_types(projected.dtype, hidden_projected.dtype)
+    scores = projected.new_empty(queries.shape[:2] + projected.shape[1:2], dtype=dtype)  # (I, k, P)
+    weight = weight.to(dtype)
+    for i, j, block in _tanh_blocks(projected, queries, dtype):
         torch.matmul(block, weight, out=scores[i:j])
-    return scores.view(-1, positions).add_(bias.to(dtype))
+    return scores.view(-1, projected.shape[1]).add_(bias.to(dtype))
 
 
 class _ScoreTape:
     """What the per-step nodes share: the projection, the score weights and the gradient sums."""
 
     def __init__(self, projected: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-        self.projected, self.weight, self.bias = projected, weight, bias
-        self.grad_projected: torch.Tensor | None = None  # fp32 sums over steps, made at the first backward
-        self.grad_weight: torch.Tensor | None = None
-        self.grad_bias: torch.Tensor | None = None
+        self.projected, self.weight, self.bias = projected.detach(), weight.detach().view(-1), bias.detach().view(())
+        self.dtypes = (projected.dtype, weight.dtype, bias.dtype)
+        self.grads: list[torch.Tensor] | None = None  # sums over steps, made by the first backward
+
+    def sums(self) -> list[torch.Tensor]:
+        """(projection, score weight, score bias) gradient sums, in at least fp32."""
+        if self.grads is None:
+            acc, device = torch.promote_types(self.projected.dtype, torch.float32), self.projected.device
+            self.grads = [torch.zeros(t.shape, dtype=acc, device=device)
+                          for t in (self.projected, self.weight, self.bias)]
+        return self.grads
+
+    def collect(self) -> tuple[torch.Tensor | None, ...]:
+        """The gradients of (projection, score weight, score bias) summed over every step's backward."""
+        if self.grads is None:
+            return None, None, None
+        projected, weight, bias = self.grads
+        self.grads = None
+        return tuple(g.to(d) for g, d in zip((projected, weight.view(1, -1), bias.view(1)), self.dtypes, strict=True))
 
 
 class _StepScores(torch.autograd.Function):
@@ -89,67 +111,32 @@ class _StepScores(torch.autograd.Function):
     def backward(ctx, grad_scores: torch.Tensor):
         (hidden_projected,) = ctx.saved_tensors
         tape: _ScoreTape = ctx.tape
-        projected = tape.projected
-        images, positions, dim = projected.shape
-        acc = torch.promote_types(projected.dtype, torch.float32)  # sums over steps: at least fp32
-        if tape.grad_projected is None:
-            tape.grad_projected = torch.zeros(projected.shape, dtype=acc, device=projected.device)
-            tape.grad_weight = torch.zeros(dim, dtype=acc, device=projected.device)
-            tape.grad_bias = torch.zeros((), dtype=acc, device=projected.device)
-        grad_scores = grad_scores.to(acc)
+        grad_projected, grad_weight, grad_bias = tape.sums()
+        acc = grad_projected.dtype
+        queries = _by_image(tape.projected, hidden_projected)
+        grads = grad_scores.to(acc).view(queries.shape[:2] + tape.projected.shape[1:2])  # (I, k, P)
         weight = tape.weight.to(acc)
-        queries = _by_image(projected, hidden_projected)
-        per_image = queries.shape[1]
-        grad_queries = torch.empty(queries.shape, dtype=acc, device=projected.device)
-        grads = grad_scores.view(images, per_image, positions)
-        step = _block_images(projected, per_image)
-        scratch = torch.empty((min(step, images), per_image, positions, dim), dtype=acc, device=projected.device)
-        for i in range(0, images, step):
-            j = min(i + step, images)
-            t = scratch[:j - i]
-            torch.add(projected[i:j].unsqueeze(1), queries[i:j].unsqueeze(2), out=t).tanh_()  # recomputed, not saved
+        grad_queries = torch.empty(queries.shape, dtype=acc, device=queries.device)
+        for i, j, t in _tanh_blocks(tape.projected, queries, acc):  # tanh recomputed, not saved
             g = grads[i:j]
-            tape.grad_weight.addmv_(t.view(-1, dim).t(), g.reshape(-1))
+            grad_weight.addmv_(t.reshape(-1, t.shape[-1]).t(), g.reshape(-1))
             # d/d(pre-activation) = (1 - t^2) * g * w, in place on the block
             t.mul_(t).neg_().add_(1).mul_(g.unsqueeze(-1)).mul_(weight)
             torch.sum(t, dim=2, out=grad_queries[i:j])
-            tape.grad_projected[i:j].add_(t.sum(1) if per_image > 1 else t[:, 0])
-        tape.grad_bias.add_(grad_scores.sum())
+            grad_projected[i:j].add_(t.sum(1) if t.shape[1] > 1 else t[:, 0])
+        grad_bias.add_(grads.sum())
         return grad_queries.view(hidden_projected.shape).to(hidden_projected.dtype), grad_scores.new_zeros(()), None
-
-
-class _FormScoreGrads(torch.autograd.Function):
-    """Runs after every step's backward (each step consumes its output): hands over the sums."""
-
-    @staticmethod
-    def forward(ctx, projected: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                tape: _ScoreTape) -> torch.Tensor:
-        ctx.tape = tape
-        ctx.dtypes = (projected.dtype, weight.dtype, bias.dtype)
-        return projected.new_zeros(())
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, _token_grad: torch.Tensor):
-        tape: _ScoreTape = ctx.tape
-        if tape.grad_projected is None:
-            return None, None, None, None
-        grads = (tape.grad_projected, tape.grad_weight.view(1, -1), tape.grad_bias.view(1))
-        tape.grad_projected = tape.grad_weight = tape.grad_bias = None
-        return (*(g.to(d) for g, d in zip(grads, ctx.dtypes)), None)
 
 
 class StepScores:
     """Attention scores over one projected grid at every step of a forward pass: e_t = score(P, q_t).
 
     Outside autograd it is `additive_scores`; inside, each step records only q_t (B, A), and the
-    projection's gradient is summed over steps in place. Not twice differentiable."""
+    projection's gradient is summed over steps in place (`cells.step_token`). Not twice differentiable."""
 
     def __init__(self, projected: torch.Tensor, score: nn.Linear):
-        weight, bias = score.weight, score.bias
-        self.tape = _ScoreTape(projected.detach(), weight.detach().view(-1), bias.detach().view(()))
-        tracked = torch.is_grad_enabled() and (projected.requires_grad or weight.requires_grad or bias.requires_grad)
-        self.token = _FormScoreGrads.apply(projected, weight, bias, self.tape) if tracked else None
+        self.tape = _ScoreTape(projected, score.weight, score.bias)
+        self.token = step_token(self.tape, projected, score.weight, score.bias)
 
     def __call__(self, hidden_projected: torch.Tensor) -> torch.Tensor:
         if self.token is None:

@@ -6,6 +6,9 @@ add the per-step attention context on top."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,47 +32,60 @@ def _gru(x_gates: torch.Tensor, h_gates: torch.Tensor, h: torch.Tensor) -> torch
     return (1 - u) * h + u * candidate
 
 
-class Linear(nn.Linear):
-    """`nn.Linear` (same parameters and state_dict) that, without autograd on a CPU, multiplies by a
-    cached (in, out) copy of its weight: decoding a few beams is bound by reading the weights, and
-    MKL reads that layout ~1.5x faster than the transposed view `F.linear` passes. The copy is
-    rebuilt whenever the weight changes (new storage or an in-place update) and at every `train()` /
-    `eval()` switch (a fused optimizer's in-place update leaves the version counter alone)."""
+class _Derived(NamedTuple):
+    key: tuple       # (storage, version, dtype) of every source tensor when `value` was built
+    value: Any
 
-    _transposed: tuple[tuple, torch.Tensor] | None = None
+
+class DerivedTensors:
+    """Mixin for modules that keep tensors derived from their weights between inference calls (a
+    transposed weight, concatenated readers, a BatchNorm-folded trunk), each in `__dict__["_" + name]`
+    (outside the state dict). An entry is rebuilt when a source tensor changes (new storage or an
+    in-place update), and all are dropped by `.to()` and by a switch between training and evaluation:
+    fused optimizers (`Adam(fused=True)`) update weights in place without bumping their version
+    counters, and a training loop switches to eval to validate."""
+
+    def derived(self, name: str, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
+        try:
+            key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+        except RuntimeError:  # an inference-mode tensor has no version counter: build afresh, keep nothing
+            return build()
+        entry = self.__dict__.get("_" + name)
+        if not isinstance(entry, _Derived) or entry.key != key:
+            if hasattr(type(self), "_" + name):
+                raise AttributeError(f"derived tensor name {name!r} would hide {type(self).__name__}._{name}")
+            entry = _Derived(key, build())
+            self.__dict__["_" + name] = entry  # one assignment: concurrent callers see the old or the new entry
+        return entry.value
+
+    def _drop_derived(self) -> None:
+        for name in [k for k, v in list(self.__dict__.items()) if isinstance(v, _Derived)]:
+            self.__dict__.pop(name, None)
+
+    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop copies of the old weights
+        self._drop_derived()
+        return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):
+        if mode != self.training:  # a real switch; the per-call eval() of `caption` keeps the copies
+            self._drop_derived()
+        return super().train(mode)
+
+
+class Linear(DerivedTensors, nn.Linear):
+    """`nn.Linear` (same parameters and state_dict) that, without autograd on a CPU, multiplies by a
+    cached (in, out) copy of its weight (`DerivedTensors`): decoding a few beams is bound by reading the
+    weights, and MKL reads that layout ~1.5x faster than the transposed view `F.linear` passes."""
 
     def forward(self, x: torch.Tensor, bias_offset: torch.Tensor | None = None) -> torch.Tensor:
         """y = x W^T + b (+ bias_offset, e.g. -inf for words that are never predicted)."""
         bias = self.bias if bias_offset is None or self.bias is None else self.bias + bias_offset
-        weight_t = self._cached_transpose(x)
-        if weight_t is None:
+        if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != self.weight.dtype:
             return F.linear(x, self.weight, bias)
+        weight_t = self.derived("weight_t", [self.weight], lambda: self.weight.detach().t().contiguous())
         rows = x.reshape(-1, self.in_features)
         y = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
         return y.view(*x.shape[:-1], self.out_features)
-
-    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the copy of the old weight
-        self._transposed = None
-        return super()._apply(fn, recurse)
-
-    def train(self, mode: bool = True):
-        """Also drops the cached copy: fused optimizers (`Adam(fused=True)`) update weights in place without
-        bumping their version counter, so every switch between training and evaluation starts afresh."""
-        self._transposed = None
-        return super().train(mode)
-
-    def _cached_transpose(self, x: torch.Tensor) -> torch.Tensor | None:
-        if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != self.weight.dtype:
-            return None
-        try:
-            key = (self.weight.data_ptr(), self.weight._version)
-        except RuntimeError:  # an inference-mode tensor has no version counter: do not cache
-            return None
-        cached = self._transposed
-        if cached is None or cached[0] != key:
-            cached = (key, self.weight.detach().t().contiguous())
-            self._transposed = cached  # one assignment: concurrent callers see the old or the new pair
-        return cached[1]
 
 
 class StackedRecurrent(nn.Module):
@@ -122,6 +138,28 @@ class StackedRecurrent(nn.Module):
         return (h_stack, torch.stack(new_c, dim=1)) if new_c else (h_stack,)
 
 
+class _CollectAfterSteps(torch.autograd.Function):
+    """A 0-d token made from `inputs` that every per-step node consumes (sending it zeros), so autograd
+    runs this node after all of them: it turns their shared tape's sums into the gradients of `inputs`
+    (`tape.collect()`), instead of each step adding a full-size gradient."""
+
+    @staticmethod
+    def forward(ctx, tape: Any, *inputs: torch.Tensor | None) -> torch.Tensor:
+        ctx.tape = tape
+        return inputs[0].new_zeros(())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, _token_grad: torch.Tensor):
+        return (None, *ctx.tape.collect())
+
+
+def step_token(tape: Any, *inputs: torch.Tensor | None) -> torch.Tensor | None:
+    """`_CollectAfterSteps` over `inputs`, or None when autograd wants none of their gradients."""
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    return _CollectAfterSteps.apply(tape, *inputs) if tracked else None
+
+
 class StepWeights:
     """One linear map applied at every time step of a forward pass: `y_t = x_t W^T + b`.
 
@@ -134,9 +172,7 @@ class StepWeights:
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.weight, self.bias = weight, bias
         self.tape = _Tape(weight.detach(), None if bias is None else bias.detach())
-        tracked = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad))
-        # A 0-d token ties every step to the gradient-forming node: steps send it zeros, not (out, in) tensors.
-        self.token = _FormWeightGrad.apply(weight, bias, self.tape) if tracked else None
+        self.token = step_token(self.tape, weight, bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.token is None:
@@ -158,6 +194,15 @@ class _Tape:
             self.cast[dtype] = self.weight.to(dtype)
         return self.cast[dtype]
 
+    def collect(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The weight (and bias) gradient over all recorded steps, in one matmul."""
+        if not self.grads:
+            return None, None
+        dy = torch.cat(self.grads)                      # (T*B, out)
+        x = torch.cat(self.inputs).to(dy.dtype)         # (T*B, in)
+        self.inputs, self.grads, self.cast = [], [], {}
+        return dy.t().mm(x), dy.sum(0) if self.bias is not None else None
+
 
 class _TapedLinear(torch.autograd.Function):
     @staticmethod
@@ -175,22 +220,3 @@ class _TapedLinear(torch.autograd.Function):
         tape.grads.append(dy)
         dx = dy.mm(tape.weight_as(dy.dtype)) if ctx.needs_input_grad[0] else None
         return dx, dy.new_zeros(()), None
-
-
-class _FormWeightGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor | None, tape: _Tape) -> torch.Tensor:
-        ctx.tape = tape
-        ctx.has_bias = bias is not None
-        return weight.new_zeros(())
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, _token_grad: torch.Tensor):
-        tape: _Tape = ctx.tape
-        if not tape.grads:
-            return None, None, None
-        dy = torch.cat(tape.grads)                      # (T*B, out)
-        x = torch.cat(tape.inputs).to(dy.dtype)         # (T*B, in)
-        tape.inputs, tape.grads, tape.cast = [], [], {}
-        return dy.t().mm(x), dy.sum(0) if ctx.has_bias else None, None

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AdditiveAttention, expected_context, location_context
-from .cells import Linear, StackedRecurrent, State, StepWeights
+from .cells import DerivedTensors, Linear, StackedRecurrent, State, StepWeights
 from .config import ModelConfig
 
 
@@ -71,7 +71,7 @@ class OutputLayer(nn.Module):
         return self.logits(self.dropout(hidden), bias_offset=self.never_predicted)
 
 
-class ShowAttendTellDecoder(nn.Module):
+class ShowAttendTellDecoder(DerivedTensors, nn.Module):
     def __init__(self, config: ModelConfig, vocab_size: int, feature_dim: int):
         super().__init__()
         self.config = config
@@ -100,29 +100,12 @@ class ShowAttendTellDecoder(nn.Module):
             context_terms = not torch.is_grad_enabled() and features.shape[0] * features.shape[1] <= CONTEXT_TERMS_MAX_ROWS
         if not context_terms:
             return Memory(features, projected)
-        return Memory(features, projected, features @ self._context_readers())  # (B, P, G [+ E])
+        return Memory(features, projected, features @ self._readers_matrix())  # (B, P, G [+ E])
 
-    def _context_readers(self) -> torch.Tensor:
-        """[W_z; L_z]^T (D, G [+ E]), kept between decoding calls (a 13 MB copy at COCO sizes) until a
-        weight changes (new storage or an in-place update) or the module switches train/eval mode."""
+    def _readers_matrix(self) -> torch.Tensor:
+        """[W_z; L_z]^T (D, G [+ E]), kept between decoding calls (a 13 MB copy at COCO sizes; `DerivedTensors`)."""
         readers = [self.context_gates.weight, *([self.output.context_proj.weight] if self.output.deep else [])]
-        try:
-            key = tuple((w.data_ptr(), w._version, w.dtype) for w in readers)
-        except RuntimeError:  # an inference-mode tensor has no version counter: do not cache
-            return torch.cat(readers).t()
-        cached = self.__dict__.get("_readers_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, torch.cat([w.detach() for w in readers]).t().contiguous())
-            self.__dict__["_readers_cache"] = cached  # one assignment: concurrent callers see old or new
-        return cached[1]
-
-    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .half(): drop the copy of the old weights
-        self.__dict__.pop("_readers_cache", None)
-        return super()._apply(fn, recurse)
-
-    def train(self, mode: bool = True):  # a fused optimizer's update keeps the version counters: start afresh
-        self.__dict__.pop("_readers_cache", None)
-        return super().train(mode)
+        return self.derived("context_readers", readers, lambda: torch.cat([w.detach() for w in readers]).t().contiguous())
 
     def init_state(self, features: torch.Tensor) -> State:
         mean = features.mean(dim=1)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .cells import DerivedTensors
 from .efficientnet_lite import EfficientNetLite0, fold_batchnorm, load_lite0_imagenet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -64,7 +65,7 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(DerivedTensors, nn.Module):
     """A CNN trunk whose last convolutional map is pooled to `grid_size` x `grid_size` positions."""
 
     def __init__(self, name: str, trunk: nn.Module, channels: int, preprocessing: Preprocessing,
@@ -114,21 +115,13 @@ class ImageEncoder(nn.Module):
 
     def _inference_trunk(self) -> nn.Module:
         """`fold(trunk)` (EfficientNet-Lite0: every BatchNorm folded into the convolution before it, ~1.2-1.4x
-        faster on a CPU), for inference. Rebuilt when a weight changes (new storage or an in-place update:
-        `load_state_dict`, `.to()`); never part of the state dict."""
-        tensors = [*self.trunk.parameters(), *self.trunk.buffers()]
-        try:
-            key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
-        except RuntimeError:  # inference-mode tensors have no version counter: fold afresh, keep nothing
-            key = None
-        cached = self.__dict__.get("_folded")
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
-        with torch.inference_mode(False), torch.no_grad():
-            folded = self.fold(self.trunk)
-        if key is not None:
-            self.__dict__["_folded"] = (key, folded)  # one assignment: concurrent callers see old or new
-        return folded
+        faster on a CPU), kept for inference calls until a weight changes (`DerivedTensors`)."""
+
+        def build() -> nn.Module:
+            with torch.inference_mode(False), torch.no_grad():
+                return self.fold(self.trunk)
+
+        return self.derived("folded", [*self.trunk.parameters(), *self.trunk.buffers()], build)
 
     def encode_pil(self, images: Sequence[Image.Image]) -> torch.Tensor:
         device = next(self.parameters()).device

@@ -67,6 +67,16 @@ class TrainerState:
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
 
+    def record_validation(self, score: float, patience: int) -> bool:
+        """Book a finished epoch's validation score (call after counting the epoch); True if it is the best."""
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped_early = patience > 0 and self.bad_epochs >= patience
+        return improved
+
 
 # ---- distributed -----------------------------------------------------------------------------------
 @dataclass
@@ -353,13 +363,15 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
     if model.encoder.frozen:  # one encoder pass over every image, reused by all epochs, reruns and `evaluate`
         cache_dir = Path(args.cache_dir) if args.cache_dir else run_dir / "features"
         everything = train_records + split_records(records, ("val", "test"))
-        if d.main:
-            features = FeatureCache.build(model.encoder, everything, cache_dir, batch_size=args.cache_batch_size,
-                                          num_workers=args.num_workers, device=device, skip_invalid=args.skip_invalid)
+        def build() -> FeatureCache:
+            return FeatureCache.build(model.encoder, everything, cache_dir, batch_size=args.cache_batch_size,
+                                      num_workers=args.num_workers, device=device, skip_invalid=args.skip_invalid)
+
+        if d.main:  # rank 0 encodes; the others then open what it wrote (their build finds nothing left to do)
+            features = build()
         d.barrier()
         if not d.main:
-            features = FeatureCache.build(model.encoder, everything, cache_dir, batch_size=args.cache_batch_size,
-                                          num_workers=args.num_workers, device=device, skip_invalid=args.skip_invalid)
+            features = build()
         if args.skip_invalid:  # unreadable images were left out of the cache (and named in one warning)
             train_records = [r for r in train_records if r.image_id in features]
             val_records = [r for r in val_records if r.image_id in features]
@@ -417,12 +429,7 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
         (score,) = d.broadcast([score], device)
         state.epoch += 1
         state.step_in_epoch = 0
-        improved = score > state.best_score
-        if improved:
-            state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
-        else:
-            state.bad_epochs += 1
-        state.stopped_early = args.patience > 0 and state.bad_epochs >= args.patience
+        improved = state.record_validation(score, args.patience)
         state.history.append({"epoch": state.epoch, "step": state.step, "val_bleu4": score,
                               "seconds": round(time.time() - t0, 1), **stats})
         if d.main:

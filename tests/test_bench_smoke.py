@@ -178,3 +178,18 @@ def test_decoding_after_fused_optimizer_steps_uses_the_new_weights():
     dec(features, captions).loss.backward()
     optimizer.step()
     assert torch.allclose(decode(dec), decode(copy.deepcopy(dec)), atol=1e-6)
+
+
+def test_repeated_eval_keeps_the_decoding_caches():
+    """`Captioner.caption` calls eval() on every request: only a real train/eval switch drops the copies."""
+    dec = toy_decoder().eval()
+    features = bench.synthetic_batch(bench.TOY, 1, CPU)[0]
+    with torch.no_grad():
+        first = dec.memory(features).context_terms
+        readers = dec.__dict__["_context_readers"].value
+        dec.eval()
+        dec.memory(features)
+        assert dec.__dict__["_context_readers"].value is readers
+        dec.train()
+        assert "_context_readers" not in dec.__dict__
+        assert torch.allclose(dec.eval().memory(features).context_terms, first)

@@ -196,12 +196,7 @@ def main(args: argparse.Namespace) -> TrainerState:
         stats = train_one_epoch(model, train, encoded, batches, grids, boxes, optimizer, config, state, writer, last)
         score, report = validate(model, dataset, val, grids, boxes, config)
         state.epoch += 1
-        improved = score > state.best_score
-        if improved:
-            state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
-        else:
-            state.bad_epochs += 1
-        state.stopped_early = config.patience > 0 and state.bad_epochs >= config.patience
+        improved = state.record_validation(score, config.patience)
         state.history.append({"epoch": state.epoch, "step": state.step, "val": score,
                               "val_mc": report.multiple_choice.overall,
                               "val_open": report.open_ended.overall if report.open_ended else None,
