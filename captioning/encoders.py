@@ -114,7 +114,7 @@ class ImageEncoder(DerivedTensors, nn.Module):
         return fmap.flatten(2).transpose(1, 2)
 
     def _inference_trunk(self) -> nn.Module:
-        """`fold(trunk)` (EfficientNet-Lite0: every BatchNorm folded into the convolution before it, ~1.2-1.4x
+        """`fold(trunk)` (EfficientNet-Lite0: every BatchNorm folded into the convolution before it, 1.1-1.4x
         faster on a CPU), kept for inference calls until a weight changes (`DerivedTensors`)."""
 
         def build() -> nn.Module:
@@ -171,7 +171,7 @@ def _efficientnet_lite0(*, pretrained: bool, grid_size: int | None, image_size: 
     blocks = [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
     pre = Preprocessing(image_size or 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     return ImageEncoder("efficientnet_lite0", Trunk(), 1280, pre, grid_size, blocks, fine_tune_blocks,
-                        fold=fold_batchnorm)  # measured 1.2-1.4x on a CPU; folding ResNet-50 gained nothing
+                        fold=fold_batchnorm)  # 1.1-1.4x on a CPU (bench.py --only components); ResNet-50 gained nothing
 
 
 def _torchvision_weights(builder: Callable[..., nn.Module], weights: object, pretrained: bool) -> nn.Module:

@@ -193,3 +193,9 @@ def test_repeated_eval_keeps_the_decoding_caches():
         dec.train()
         assert "_context_readers" not in dec.__dict__
         assert torch.allclose(dec.eval().memory(features).context_terms, first)
+
+
+def test_component_measurements_run():
+    adam, encoder = bench.bench_components(bench.TOY, CPU, repeats=1, image_size=64)
+    assert adam.unit == encoder.unit == "ms" and adam.ours > 0 and encoder.baseline > 0
+    assert "fused" in adam.setting and "folded" in encoder.setting
