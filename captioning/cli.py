@@ -10,12 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (invalid choices still list the valid ones)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+from .cli_base import OneLineErrorParser, one_line_error
+from .search import DEFAULT_BEAM_SIZE
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,14 +29,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    import torch
-
+    from .device import resolve_device
     from .images import ImageLoadError, open_image
     from .model import load_captioner
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    device = resolve_device(args.device)
     if args.beam_size < 1:
         raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
     if args.max_len is not None and args.max_len < 1:
@@ -91,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import get_args_parser as evaluate_parser
     from .train_config import get_args_parser as train_parser
 
-    parser = _Parser(prog="captioning", description="Show, Attend and Tell image captioning.")
+    parser = OneLineErrorParser(prog="captioning", description="Show, Attend and Tell image captioning.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser, metavar="COMMAND")
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
 
@@ -109,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("caption", parents=[debug], help="caption images")
     p.add_argument("checkpoint", help="run folder, checkpoint folder or bundled model name")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--beam-size", type=int, default=3, help="beam size (1: greedy; default: 3)")
+    p.add_argument("--beam-size", type=int, default=DEFAULT_BEAM_SIZE,
+                   help=f"beam size (1: greedy; default: {DEFAULT_BEAM_SIZE})")
     p.add_argument("--max-len", type=int, help="longest caption in words (default: the model's)")
     p.add_argument("--attention-out", help="folder for one attention figure (PNG) per image")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -131,15 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    message = " ".join(message.split()) or type(exc).__name__
-    known = (ValueError, RuntimeError, OSError, KeyError)
-    if type(exc).__name__ == "OutOfMemoryError":
-        return f"out of memory ({message[:200]}); lower --batch-size"
-    return message if isinstance(exc, known) else f"{type(exc).__name__}: {message}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -154,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
         return 1
 
 

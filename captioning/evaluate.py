@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from .device import resolve_device
 from .model import Captioner, CaptionResult
 
 
@@ -161,9 +162,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     run_dir = Path(args.run_dir)
     folder = resolve_checkpoint(run_dir)
     run = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    device = resolve_device(args.device)
     records, split = _dataset(args, run_dir, run)
     chosen = split_records(records, split)
     if args.max_images > 0:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+DEFAULT_BEAM_SIZE = 3
 Step = Callable[[torch.Tensor, tuple, tuple], tuple[torch.Tensor, tuple, torch.Tensor]]
 
 

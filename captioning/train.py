@@ -42,6 +42,7 @@ from .data import (
     sniff_format,
     split_records,
 )
+from .device import resolve_device
 from .evaluate import caption_records
 from .metrics import bleu4
 from .model import Captioner
@@ -105,10 +106,7 @@ class Dist:
 def setup_distributed(device_arg: str | None) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    kind = device_arg or ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(kind)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    device = resolve_device(device_arg)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
     if device.type == "cuda":

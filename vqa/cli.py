@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioning.cli import _Parser as OneLineErrorParser
+from captioning.cli_base import OneLineErrorParser
 
 from . import answer, evaluate, train
 

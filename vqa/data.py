@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from captioning.data.records import (
+from captioning.data.annotations import (
     DatasetError,
-    _Entry,
-    _file_and_split,
-    _list_field,
-    _read_json,
-    _require,
-    _Skips,
+    EntryError,
+    Skips,
+    file_and_split,
+    list_field,
+    read_json,
+    require,
 )
 from captioning.vocab import tokenize
 
@@ -106,9 +106,9 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
     A bad entry stops with one line naming file and entry; with `skip_invalid` it is skipped (with the
     questions it holds) and the skips are summarised in one log line, as `captioning train` does."""
     path, folder = Path(annotations), Path(images).absolute()
-    data = _read_json(path)
-    entries = _list_field(data, "images", path)
-    skips = _Skips(str(path), skip_invalid)
+    data = read_json(path)
+    entries = list_field(data, "images", path)
+    skips = Skips(str(path), skip_invalid)
     boxes: dict[int, Box] = {}
     if task == "pointing":
         if not isinstance(data.get("boxes"), list):
@@ -118,9 +118,9 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
             try:
                 box = _box(b, f"boxes[{i}]")
                 if box.box_id in boxes:
-                    raise _Entry(f"boxes[{i}]", f"duplicate box_id {box.box_id}", "duplicate ids")
+                    raise EntryError(f"boxes[{i}]", f"duplicate box_id {box.box_id}", "duplicate ids")
                 boxes[box.box_id] = box
-            except _Entry as error:
+            except EntryError as error:
                 skips(error)
     questions: list[QA] = []
     files: dict[str, Path] = {}
@@ -130,19 +130,19 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
     for i, entry in enumerate(entries):
         where = f"images[{i}]"
         try:
-            filename, split = _file_and_split(entry, where, SPLITS)
-            image_id = _require(entry, "image_id", (int, str), where)
-            pairs = _require(entry, "qa_pairs", list, where)
+            filename, split = file_and_split(entry, where, SPLITS)
+            image_id = require(entry, "image_id", (int, str), where)
+            pairs = require(entry, "qa_pairs", list, where)
             if image_id in seen_images:
-                raise _Entry(where, f"duplicate image_id {image_id!r} (also images[{seen_images[image_id]}])",
+                raise EntryError(where, f"duplicate image_id {image_id!r} (also images[{seen_images[image_id]}])",
                              "duplicate ids")
             file = folder / filename
             if check_files and not file.is_file():
                 if not skip_invalid:  # gather them all: one message says how many are missing
                     missing.append((where, file))
                     continue
-                raise _Entry(where, f"image file not found: {file}", "missing image files")
-        except _Entry as error:
+                raise EntryError(where, f"image file not found: {file}", "missing image files")
+        except EntryError as error:
             skips(error)
             continue
         seen_images[image_id] = i
@@ -152,7 +152,7 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
             at = f"{where}.qa_pairs[{j}]"
             try:
                 item = _qa(qa, at, task, boxes, seen_questions)
-            except _Entry as error:
+            except EntryError as error:
                 skips(error)
                 continue
             seen_questions[item.qa_id] = at
@@ -170,9 +170,9 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
 
 def _box(entry: Any, where: str) -> Box:
     number = (int, float)
-    return Box(_require(entry, "box_id", int, where), _require(entry, "x", number, where),
-               _require(entry, "y", number, where), _require(entry, "width", number, where),
-               _require(entry, "height", number, where), str(entry.get("name", "")))
+    return Box(require(entry, "box_id", int, where), require(entry, "x", number, where),
+               require(entry, "y", number, where), require(entry, "width", number, where),
+               require(entry, "height", number, where), str(entry.get("name", "")))
 
 
 def _qa(qa: Any, at: str, task: str, boxes: dict[int, Box], seen: dict[int | str, str]) -> QA:
@@ -184,20 +184,20 @@ def _qa(qa: Any, at: str, task: str, boxes: dict[int, Box], seen: dict[int | str
         raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
                            f"this is a {other} file; use --task {other}")
     kind = int if task == "pointing" else str
-    qa_id = _require(qa, "qa_id", (int, str), at)
-    question = _require(qa, "question", str, at)
-    answer = _require(qa, "answer", kind, at)
-    wrong = _require(qa, "multiple_choices", list, at)
-    qtype = _require(qa, "type", str, at).lower()
+    qa_id = require(qa, "qa_id", (int, str), at)
+    question = require(qa, "question", str, at)
+    answer = require(qa, "answer", kind, at)
+    wrong = require(qa, "multiple_choices", list, at)
+    qtype = require(qa, "type", str, at).lower()
     if not all(isinstance(w, kind) and not isinstance(w, bool) for w in wrong):
-        raise _Entry(at, f'"multiple_choices" must all be {kind.__name__}', "malformed entries")
+        raise EntryError(at, f'"multiple_choices" must all be {kind.__name__}', "malformed entries")
     if not tokenize(question):
-        raise _Entry(at, f"the question has no words: {question!r}", "malformed entries")
+        raise EntryError(at, f"the question has no words: {question!r}", "malformed entries")
     if qa_id in seen:
-        raise _Entry(at, f"duplicate qa_id {qa_id!r} (also {seen[qa_id]})", "duplicate ids")
+        raise EntryError(at, f"duplicate qa_id {qa_id!r} (also {seen[qa_id]})", "duplicate ids")
     unknown = [b for b in [answer, *wrong] if task == "pointing" and b not in boxes]
     if unknown:
-        raise _Entry(at, f"box id {unknown[0]} is not in the boxes list", "malformed entries")
+        raise EntryError(at, f"box id {unknown[0]} is not in the boxes list", "malformed entries")
     return QA(qa_id, "", "", qtype, question, answer, shuffled([answer, *wrong], f"v7w-{qa_id}"))
 
 

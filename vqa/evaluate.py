@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from captioning import checkpoint as ckpt
-from captioning.data.records import DatasetError
+from captioning.data.annotations import DatasetError
+from captioning.device import resolve_device
 from captioning.images import open_image
 
 from .config import RUN_CONFIG, TrainConfig
@@ -161,15 +162,6 @@ def data_config(folder: Path, args: argparse.Namespace):
         raise ValueError(f"{folder}: the checkpoint does not say what data it was trained on; "
                          "pass --format (and --annotations/--images)")
     return TrainConfig(**values, model=ckpt.read_config(folder)["model"])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return device
 
 
 def _cache_dir(given: str | None, folder: Path) -> Path:

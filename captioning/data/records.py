@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from .annotations import (
+    SPLITS,
+    DatasetError,
+    EntryError,
+    Skips,
+    file_and_split,
+    list_field,
+    read_json,
+    require,
+)
 
-SPLITS = ("train", "val", "test", "restval")
 FORMATS = ("karpathy", "coco", "auto")
-
-
-class DatasetError(ValueError):
-    """An annotation file is missing, malformed or points at missing images; the message says where."""
 
 
 @dataclass
@@ -34,79 +35,13 @@ class ImageRecord:
     objects: list[dict] | None = None  # shapes set only: [{"color", "shape", "box": [x0, y0, x1, y1]}]
 
 
-class _Entry(Exception):
-    """One bad entry; raised inside a loader, then either reported or counted as skipped."""
-
-    def __init__(self, where: str, reason: str, kind: str):
-        super().__init__(f"{where}: {reason}")
-        self.kind = kind
-
-
-class _Skips:
-    """Counts skipped entries by kind and logs a one-line summary."""
-
-    def __init__(self, label: str, skip: bool):
-        self.label, self.skip = label, skip
-        self.counts: Counter[str] = Counter()
-        self.first: dict[str, str] = {}
-
-    def __call__(self, error: _Entry) -> None:
-        if not self.skip:
-            raise DatasetError(f"{self.label}: {error}") from None
-        self.counts[error.kind] += 1
-        self.first.setdefault(error.kind, str(error))
-
-    def report(self) -> None:
-        if self.counts:
-            parts = [f"{n} {kind} (first: {self.first[kind]})" for kind, n in self.counts.most_common()]
-            log.warning("%s: skipped %d entries: %s", self.label, sum(self.counts.values()), "; ".join(parts))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such annotation file") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read annotation file ({exc})") from None
-
-
-def _list_field(data: Any, key: str, label: Path) -> list:
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise DatasetError(f'{label}: expected a JSON object with an "{key}" list')
-    return data[key]
-
-
-def _require(entry: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(entry, dict):
-        raise _Entry(where, "expected an object", "malformed entries")
-    if key not in entry:
-        raise _Entry(where, f'missing "{key}"', "malformed entries")
-    value = entry[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise _Entry(where, f'"{key}" has the wrong type ({type(value).__name__})', "malformed entries")
-    return value
-
-
 def _existing(candidates: Sequence[Path], where: str, check: bool) -> Path:
     if not check:
         return candidates[0]
     for path in candidates:
         if path.is_file():
             return path
-    raise _Entry(where, f"image file not found: {candidates[0]}", "missing image files")
-
-
-def _file_and_split(entry: Any, where: str, splits: tuple[str, ...] = SPLITS) -> tuple[str, str]:
-    """An images[] entry's "filename" and "split" (Karpathy's layout, which Visual7W shares)."""
-    filename = _require(entry, "filename", str, where)
-    split = _require(entry, "split", str, where)
-    if split not in splits:
-        raise _Entry(where, f'unknown split "{split}" (expected one of {", ".join(splits)})', "malformed entries")
-    return filename, split
+    raise EntryError(where, f"image file not found: {candidates[0]}", "missing image files")
 
 
 def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, merge_restval: bool = True,
@@ -116,32 +51,32 @@ def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, 
     Image path = images / filepath / filename (no filepath for Flickr). `restval` becomes `train`
     unless `merge_restval=False`. With `skip_invalid`, bad entries are skipped and summarised."""
     annotations, images = Path(annotations), Path(images).absolute()
-    entries = _list_field(_read_json(annotations), "images", annotations)
-    skips = _Skips(str(annotations), skip_invalid)
+    entries = list_field(read_json(annotations), "images", annotations)
+    skips = Skips(str(annotations), skip_invalid)
     records: list[ImageRecord] = []
     seen: dict[int | str, int] = {}
     for i, entry in enumerate(entries):
         where = f"images[{i}]"
         try:
-            filename, split = _file_and_split(entry, where)
-            sentences = _require(entry, "sentences", list, where)
+            filename, split = file_and_split(entry, where)
+            sentences = require(entry, "sentences", list, where)
             captions = [_sentence(s, f"{where}.sentences[{j}]") for j, s in enumerate(sentences)]
             if not captions:
-                raise _Entry(where, "no sentences", "malformed entries")
+                raise EntryError(where, "no sentences", "malformed entries")
             image_id = entry["cocoid"] if "cocoid" in entry else Path(filename).stem
             if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
-                raise _Entry(where, f'"cocoid" has the wrong type ({type(image_id).__name__})', "malformed entries")
+                raise EntryError(where, f'"cocoid" has the wrong type ({type(image_id).__name__})', "malformed entries")
             if image_id in seen:
-                raise _Entry(where, f"duplicate image id {image_id!r} (also images[{seen[image_id]}])",
+                raise EntryError(where, f"duplicate image id {image_id!r} (also images[{seen[image_id]}])",
                              "duplicate image ids")
             folder = entry.get("filepath") or ""
             if not isinstance(folder, str):
-                raise _Entry(where, '"filepath" has the wrong type', "malformed entries")
+                raise EntryError(where, '"filepath" has the wrong type', "malformed entries")
             path = _existing([images / folder / filename], where, check_files)
             objects = entry.get("objects")
             if objects is not None and not isinstance(objects, list):
-                raise _Entry(where, '"objects" has the wrong type', "malformed entries")
-        except _Entry as error:
+                raise EntryError(where, '"objects" has the wrong type', "malformed entries")
+        except EntryError as error:
             skips(error)
             continue
         seen[image_id] = i
@@ -157,7 +92,7 @@ def _sentence(sentence: Any, where: str) -> str:
         return sentence["raw"].strip()
     if isinstance(sentence, dict) and isinstance(sentence.get("tokens"), list):
         return " ".join(str(t) for t in sentence["tokens"])
-    raise _Entry(where, 'missing "raw"', "malformed entries")
+    raise EntryError(where, 'missing "raw"', "malformed entries")
 
 
 _COCO_SPLIT = re.compile(r"(train|val|test)(20\d\d)")
@@ -179,22 +114,22 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
         split = match.group(1)
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    data = _read_json(annotations)
-    image_entries = _list_field(data, "images", annotations)
-    annotation_entries = _list_field(data, "annotations", annotations)
-    skips = _Skips(str(annotations), skip_invalid)
+    data = read_json(annotations)
+    image_entries = list_field(data, "images", annotations)
+    annotation_entries = list_field(data, "annotations", annotations)
+    skips = Skips(str(annotations), skip_invalid)
 
     # Validate before pycocotools indexes the data: it fails with a bare KeyError on bad entries.
     valid_images, valid_annotations, positions = [], [], {}
     for i, entry in enumerate(image_entries):
         where = f"images[{i}]"
         try:
-            image_id = _require(entry, "id", (int, str), where)
-            _require(entry, "file_name", str, where)
+            image_id = require(entry, "id", (int, str), where)
+            require(entry, "file_name", str, where)
             if image_id in positions:
-                raise _Entry(where, f"duplicate image id {image_id!r} (also images[{positions[image_id]}])",
+                raise EntryError(where, f"duplicate image id {image_id!r} (also images[{positions[image_id]}])",
                              "duplicate image ids")
-        except _Entry as error:
+        except EntryError as error:
             skips(error)
             continue
         positions[image_id] = i
@@ -202,11 +137,11 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
     for i, entry in enumerate(annotation_entries):
         where = f"annotations[{i}]"
         try:
-            image_id = _require(entry, "image_id", (int, str), where)
-            _require(entry, "caption", str, where)
+            image_id = require(entry, "image_id", (int, str), where)
+            require(entry, "caption", str, where)
             if image_id not in positions:
-                raise _Entry(where, f"image_id {image_id!r} is not in images", "captions of unknown images")
-        except _Entry as error:
+                raise EntryError(where, f"image_id {image_id!r} is not in images", "captions of unknown images")
+        except EntryError as error:
             skips(error)
             continue
         valid_annotations.append({"id": entry.get("id", i), **entry})
@@ -225,12 +160,12 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
         try:
             anns = sorted(coco.imgToAnns.get(image_id, []), key=lambda a: a["id"])
             if not anns:
-                raise _Entry(where, f"image {image_id!r} has no captions", "images without captions")
+                raise EntryError(where, f"image {image_id!r} has no captions", "images without captions")
             prefix = _COCO_SPLIT.search(name)
             candidates = [images / name, *(images / f / name for f in folders),
                           *([images / prefix.group(0) / name] if prefix else [])]
             path = _existing(candidates, where, check_files)
-        except _Entry as error:
+        except EntryError as error:
             skips(error)
             continue
         records.append(ImageRecord(image_id, path, split, [a["caption"].strip() for a in anns]))
@@ -256,7 +191,7 @@ def sniff_format(annotations: str | os.PathLike) -> str:
         return "karpathy"
     if path.name.startswith("captions_"):
         return "coco"
-    data = _read_json(path)
+    data = read_json(path)
     if isinstance(data, dict) and "annotations" in data:
         return "coco"
     if isinstance(data, dict) and isinstance(data.get("images"), list):

@@ -1,0 +1,85 @@
+"""Validated reading of annotation files: JSON that fails with one line naming the file, typed field
+access that names the entry (`require`), and the skip-or-stop policy of `--skip-invalid` (`Skips`).
+Caption loaders (`records`) and the VQA loaders (`vqa.data`) share these."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test", "restval")
+
+
+class DatasetError(ValueError):
+    """An annotation file is missing, malformed or points at missing images; the message says where."""
+
+
+class EntryError(Exception):
+    """One bad entry; raised inside a loader, then either reported or counted as skipped."""
+
+    def __init__(self, where: str, reason: str, kind: str):
+        super().__init__(f"{where}: {reason}")
+        self.kind = kind
+
+
+class Skips:
+    """Counts skipped entries by kind and logs a one-line summary."""
+
+    def __init__(self, label: str, skip: bool):
+        self.label, self.skip = label, skip
+        self.counts: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def __call__(self, error: EntryError) -> None:
+        if not self.skip:
+            raise DatasetError(f"{self.label}: {error}") from None
+        self.counts[error.kind] += 1
+        self.first.setdefault(error.kind, str(error))
+
+    def report(self) -> None:
+        if self.counts:
+            parts = [f"{n} {kind} (first: {self.first[kind]})" for kind, n in self.counts.most_common()]
+            log.warning("%s: skipped %d entries: %s", self.label, sum(self.counts.values()), "; ".join(parts))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such annotation file") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read annotation file ({exc})") from None
+
+
+def list_field(data: Any, key: str, label: Path) -> list:
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise DatasetError(f'{label}: expected a JSON object with an "{key}" list')
+    return data[key]
+
+
+def require(entry: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(entry, dict):
+        raise EntryError(where, "expected an object", "malformed entries")
+    if key not in entry:
+        raise EntryError(where, f'missing "{key}"', "malformed entries")
+    value = entry[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise EntryError(where, f'"{key}" has the wrong type ({type(value).__name__})', "malformed entries")
+    return value
+
+
+def file_and_split(entry: Any, where: str, splits: tuple[str, ...] = SPLITS) -> tuple[str, str]:
+    """An images[] entry's "filename" and "split" (Karpathy's layout, which Visual7W shares)."""
+    filename = require(entry, "filename", str, where)
+    split = require(entry, "split", str, where)
+    if split not in splits:
+        raise EntryError(where, f'unknown split "{split}" (expected one of {", ".join(splits)})', "malformed entries")
+    return filename, split
