@@ -13,10 +13,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
+from .data import (
+    CaptionDataset,
+    DatasetError,
+    FeatureCache,
+    collate_captions,
+    load_dataset,
+    sniff_format,
+    split_records,
+)
+from .data.splits import held_out_ids, load_training_records, mark_held_out
 from .device import resolve_device
-from .model import Captioner, CaptionResult
+from .grounding import grounding_score
+from .metrics import score_captions, score_results_file
+from .model import Captioner, CaptionResult, load_captioner, resolve_checkpoint
+from .search import DEFAULT_BEAM_SIZE
+from .train_config import read_run_config
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -43,12 +58,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 @torch.inference_mode()
-def caption_records(model: Captioner, records: Sequence, *, features=None, beam_size: int = 3,
+def caption_records(model: Captioner, records: Sequence, *, features=None, beam_size: int = DEFAULT_BEAM_SIZE,
                     max_len: int | None = None, batch_size: int = 64, device: torch.device | str | None = None,
                     amp: bool = True, num_workers: int = 0) -> list[CaptionResult]:
     """Caption each record's image, from cached encoder grids (`features`) or from pixels."""
-    from .data import CaptionDataset, collate_captions
-
     device = torch.device(device) if device is not None else model.device
     source = features if features is not None and model.encoder.frozen else model.encoder
     dataset = CaptionDataset(records, model.vocab, source, per_image=True)
@@ -71,10 +84,6 @@ def caption_records(model: Captioner, records: Sequence, *, features=None, beam_
 
 def attention_grounding(records: Sequence, results: Sequence[CaptionResult], all_records: Sequence):
     """Grounding score over records with `objects` (the shapes set); None when there are none."""
-    from PIL import Image
-
-    from .grounding import grounding_score
-
     if not any(r.objects for r in records):
         return None
     colours = {o["color"] for r in all_records for o in (r.objects or [])}
@@ -94,8 +103,6 @@ def _write_json(path: Path, data) -> Path:
 
 
 def main(args: argparse.Namespace) -> dict:
-    from .metrics import score_results_file
-
     if args.results:
         if args.run_dir:
             raise ValueError("give either a run folder or --results, not both")
@@ -114,9 +121,6 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def _dataset(args: argparse.Namespace, run_dir: Path, run: dict) -> tuple[list, str]:
-    from .data import DatasetError, load_dataset, sniff_format, split_records
-    from .train import SPLITS_JSON, load_training_records
-
     annotations = args.annotations or run.get("annotations")
     images = args.images or run.get("images")
     if not annotations or not images:
@@ -125,8 +129,7 @@ def _dataset(args: argparse.Namespace, run_dir: Path, run: dict) -> tuple[list, 
     fmt = sniff_format(annotations) if fmt == "auto" else fmt
     own = bool(run) and Path(annotations).absolute() == Path(run["annotations"]).absolute()
     if own:  # the training annotations: the same records and held-out images as in training
-        records = load_training_records(argparse.Namespace(annotations=annotations, images=images, format=fmt,
-                                                           skip_invalid=run.get("skip_invalid", False)))
+        records = load_training_records(annotations, images, fmt, run.get("skip_invalid", False))
     elif fmt == "coco" and args.split:
         records = load_dataset(annotations, images, format=fmt, split=args.split)
     else:
@@ -136,12 +139,9 @@ def _dataset(args: argparse.Namespace, run_dir: Path, run: dict) -> tuple[list, 
             if "cannot tell the split" not in str(exc):
                 raise
             records = load_dataset(annotations, images, format=fmt, split="test")
-    held = run_dir / SPLITS_JSON
-    if held.is_file() and own:
-        val = set(json.loads(held.read_text())["val"])  # the run's held-out validation images
-        for r in records:
-            if r.image_id in val:
-                r.split = "val"
+    held = held_out_ids(run_dir)
+    if held is not None and own:  # the run's held-out validation images
+        mark_held_out(records, held)
     split = args.split
     if split is None:
         split = "test" if split_records(records, "test") else "val"
@@ -154,11 +154,6 @@ def _dataset(args: argparse.Namespace, run_dir: Path, run: dict) -> tuple[list, 
 
 
 def evaluate_run(args: argparse.Namespace) -> dict:
-    from .data import FeatureCache, split_records
-    from .metrics import score_captions
-    from .model import load_captioner, resolve_checkpoint
-    from .train_config import read_run_config
-
     run_dir = Path(args.run_dir)
     folder = resolve_checkpoint(run_dir)
     run = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
@@ -167,7 +162,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     chosen = split_records(records, split)
     if args.max_images > 0:
         chosen = chosen[:args.max_images]
-    beam = args.beam_size if args.beam_size is not None else run.get("beam_size") or 3
+    beam = args.beam_size if args.beam_size is not None else run.get("beam_size") or DEFAULT_BEAM_SIZE
     for flag, value in (("--beam-size", beam), ("--max-len", args.max_len), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")

@@ -38,10 +38,9 @@ from .data import (
     FeatureCache,
     caption_groups,
     collate_captions,
-    load_dataset,
-    sniff_format,
     split_records,
 )
+from .data.splits import SPLITS_JSON, load_training_records, training_splits
 from .device import resolve_device
 from .evaluate import caption_records
 from .metrics import bleu4
@@ -50,7 +49,7 @@ from .train_config import get_args_parser as get_args_parser  # re-exported: the
 from .train_config import resolve_config, write_run_config
 from .vocab import Vocabulary
 
-TRAINER_JSON, TRAINER_TENSORS, SPLITS_JSON = "trainer.json", "trainer.safetensors", "splits.json"
+TRAINER_JSON, TRAINER_TENSORS = "trainer.json", "trainer.safetensors"
 
 
 class TrainingError(RuntimeError):
@@ -185,37 +184,6 @@ def recover_folder(folder: Path) -> None:
 
 
 # ---- data --------------------------------------------------------------------------------------------
-def training_splits(records: list, holdout: float, seed: int, run_dir: Path) -> tuple[list, list, list]:
-    """Train and validation records. Without a val split (e.g. COCO's captions_train2014.json) a
-    seeded share of the training images is held out, and their ids saved in RUN/splits.json."""
-    saved = run_dir / SPLITS_JSON
-    if saved.is_file():
-        held = set(json.loads(saved.read_text())["val"])
-    elif split_records(records, "val"):
-        held = set()
-    else:
-        train = split_records(records, "train")
-        if len(train) < 2:
-            raise TrainingError(f"need at least 2 training images and a val split, found {len(train)} train images")
-        n = min(5000, max(1, round(holdout * len(train))))
-        held = {r.image_id for r in random.Random(seed).sample(train, n)}
-    for r in records:
-        if r.image_id in held:
-            r.split = "val"
-    train, val = split_records(records, "train"), split_records(records, "val")
-    if not train:
-        raise TrainingError("the annotations have no training images (split 'train' or 'restval')")
-    return train, val, sorted(held, key=str)
-
-
-def load_training_records(args: argparse.Namespace) -> list:
-    """Karpathy files carry their splits; every image of a COCO captions file is a training image
-    (whatever its name says: `captions_val2014.json` can be trained on too), val is then held out."""
-    fmt = sniff_format(args.annotations) if args.format == "auto" else args.format
-    split = {"split": "train"} if fmt == "coco" else {}
-    return load_dataset(args.annotations, args.images, format=fmt, skip_invalid=args.skip_invalid, **split)
-
-
 def epoch_batches(n_items: int, batch_size: int, epoch: int, seed: int, d: Dist) -> list[list[int]]:
     """This rank's shuffled batches for `epoch`: the same on every rerun, so a resume can skip ahead."""
     sampler = DistributedSampler(range(n_items), num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed)
@@ -331,7 +299,7 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
     np.random.seed(args.seed + d.rank)
     torch.manual_seed(args.seed)  # same initial weights on every rank
 
-    records = load_training_records(args)
+    records = load_training_records(args.annotations, args.images, args.format, args.skip_invalid)
     train_records, val_records, held = training_splits(records, args.val_holdout, args.seed, run_dir)
     if d.main:
         write_run_config(run_dir, args)
