@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from . import checkpoint as ckpt
-from .config import ModelConfig, ReinforceConfig
 from .data import (
     CaptionDataset,
     FeatureCache,
@@ -45,8 +44,8 @@ from .device import resolve_device
 from .evaluate import caption_records
 from .metrics import bleu4
 from .model import Captioner
+from .train_config import CaptionTrainConfig, resolve_config, write_run_config
 from .train_config import get_args_parser as get_args_parser  # re-exported: the reference-script API
-from .train_config import resolve_config, write_run_config
 from .vocab import Vocabulary
 
 TRAINER_JSON, TRAINER_TENSORS = "trainer.json", "trainer.safetensors"
@@ -192,7 +191,7 @@ def epoch_batches(n_items: int, batch_size: int, epoch: int, seed: int, d: Dist)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def training_batches(dataset: CaptionDataset, args: argparse.Namespace, epoch: int, d: Dist) -> list[list]:
+def training_batches(dataset: CaptionDataset, args: CaptionTrainConfig, epoch: int, d: Dist) -> list[list]:
     """This rank's batches of dataset indices for `epoch`: (image, caption) pairs, or with captions_per_image
     k > 1, batch_size // k images with k of their captions each (`caption_groups`)."""
     per_image = args.captions_per_image
@@ -205,8 +204,9 @@ def training_batches(dataset: CaptionDataset, args: argparse.Namespace, epoch: i
 
 # ---- one epoch -----------------------------------------------------------------------------------------
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, state: TrainerState, args: argparse.Namespace, d: Dist,
-                    writer=None, save_last: Callable[[], None] | None = None, total: int | None = None) -> dict:
+                    device: torch.device, state: TrainerState, args: CaptionTrainConfig, d: Dist,
+                    writer=None, save_last: Callable[[], None] | None = None, total: int | None = None,
+                    last: Path | None = None) -> dict:
     """One pass over `loader`; `model(images, captions)` returns a DecoderOutput. Stops on a non-finite loss."""
     from tqdm import tqdm
 
@@ -233,7 +233,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
         if not (math.isfinite(loss) and math.isfinite(norm)):
             what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
             raise TrainingError(f"{what} at step {state.step + 1} (epoch {state.epoch + 1}); stopped before the "
-                                f"update, the last good checkpoint is {Path(args.out) / 'last'} (try a lower --lr)")
+                                f"update, the last good checkpoint is {last} (try a lower --lr)")
         optimizer.step()
         state.step += 1
         state.step_in_epoch += 1
@@ -252,10 +252,10 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
 
 
 @torch.inference_mode()
-def evaluate(model: Captioner, records: Sequence, features, args: argparse.Namespace,
+def evaluate(model: Captioner, records: Sequence, features, args: CaptionTrainConfig,
              device: torch.device) -> tuple[float, list[str]]:
     """Validation BLEU-4 (pycocoevalcap Bleu on regex tokens) of beam-search captions."""
-    results = caption_records(model, records, features=features, beam_size=args.beam_size, max_len=args.max_len,
+    results = caption_records(model, records, features=features, beam_size=args.beam_size, max_len=args.model.max_len,
                               batch_size=args.batch_size, device=device, amp=args.amp,
                               num_workers=0 if features is not None else args.num_workers)
     hyps = {i: r.text for i, r in enumerate(results)}
@@ -264,11 +264,11 @@ def evaluate(model: Captioner, records: Sequence, features, args: argparse.Names
 
 # ---- main ---------------------------------------------------------------------------------------------
 def main(args: argparse.Namespace) -> TrainerState:
-    args = resolve_config(args)
-    run_dir = Path(args.out)
-    d, device = setup_distributed(args.device)
+    config = resolve_config(args)
+    run_dir = Path(args.out).absolute()
+    d, device = setup_distributed(config.device)
     try:
-        return _train(args, run_dir, d, device)
+        return _train(config, run_dir, d, device)
     finally:
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -279,7 +279,7 @@ def _log(d: Dist, message: str) -> None:
         print(message, flush=True)
 
 
-def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.device) -> TrainerState:
+def _train(args: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.device) -> TrainerState:
     last, best = run_dir / "last", run_dir / "best"
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -319,8 +319,7 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
             raise TrainingError(f"no training word occurs at least --min-freq {args.min_freq} times")
         if d.main:
             vocab.save(run_dir / "vocab.json")
-    model_config = ModelConfig.from_dict(model_config_dict(args))
-    model = Captioner(model_config, vocab).to(device)
+    model = Captioner(args.model, vocab).to(device)
     if resuming:
         ckpt.load_into(model, ckpt.read_weights(last), last,
                        optional_prefixes=("encoder.",) if model.encoder.frozen else ())
@@ -342,7 +341,7 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
             train_records = [r for r in train_records if r.image_id in features]
             val_records = [r for r in val_records if r.image_id in features]
     dataset = CaptionDataset(train_records, vocab, features if features is not None else model.encoder,
-                             max_len=args.max_len)
+                             max_len=args.model.max_len)
 
     decoder_params = [p for p in model.decoder.parameters() if p.requires_grad]
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -388,7 +387,7 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
         batches = training_batches(dataset, args, state.epoch, d)[state.step_in_epoch:]
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_captions,
                             num_workers=args.num_workers, pin_memory=device.type == "cuda")
-        stats = train_one_epoch(net, loader, optimizer, device, state, args, d, writer, save_last, len(batches))
+        stats = train_one_epoch(net, loader, optimizer, device, state, args, d, writer, save_last, len(batches), last)
         score = -1.0
         if d.main:
             score, samples = evaluate(model, val_records, features, args, device)
@@ -418,12 +417,3 @@ def _train(args: argparse.Namespace, run_dir: Path, d: Dist, device: torch.devic
     if writer is not None:
         writer.close()
     return state
-
-
-def model_config_dict(args: argparse.Namespace) -> dict:
-    """The nested ModelConfig dict from the flat options (reinforce_samples -> reinforce.samples)."""
-    values = vars(args)
-    model = {f.name: values[f.name] for f in fields(ModelConfig) if f.name != "reinforce"}
-    model["reinforce"] = {f.name: values[f"reinforce_{f.name}"] for f in fields(ReinforceConfig)}
-    return model
-

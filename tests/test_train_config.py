@@ -33,10 +33,10 @@ def test_precedence_defaults_yaml_cli(tmp_path, monkeypatch):
     config.write_text("hidden_dim: 128\nlr: 4e-3\ncell: gru\nannotations: a.json\nimages: imgs\n")
     args = resolve_config(get_args_parser().parse_args(
         ["--out", str(tmp_path / "run"), "--config", str(config), "--lr", "1e-3", "--num-layers", "2"]))
-    assert args.hidden_dim == 128            # YAML over default
+    assert args.model.hidden_dim == 128      # YAML over default
     assert args.lr == pytest.approx(1e-3)    # command line over YAML ("4e-3" is a YAML string: coerced)
-    assert args.cell == "gru" and args.num_layers == 2
-    assert args.embed_dim == default_config()["embed_dim"]
+    assert args.model.cell == "gru" and args.model.num_layers == 2
+    assert args.model.embed_dim == default_config()["embed_dim"]
     assert args.annotations == str(tmp_path / "a.json")  # relative paths: from the working directory
 
 
@@ -49,7 +49,7 @@ def test_saved_run_config_is_a_valid_config_and_a_resume_base(tmp_path, monkeypa
     write_run_config(run, args)
     assert read_yaml(run / "config.yaml")["hidden_dim"] == 96
     again = resolve_config(parse())  # rerun with only --out: the saved config fills in
-    assert again.hidden_dim == 96 and again.deep_output is False and again.annotations.endswith("a.json")
+    assert again.model.hidden_dim == 96 and again.model.deep_output is False and again.annotations.endswith("a.json")
     (run / "last").mkdir()
     with pytest.raises(ValueError, match="hidden_dim=96"):
         resolve_config(parse("--hidden-dim", "64"))
@@ -57,7 +57,7 @@ def test_saved_run_config_is_a_valid_config_and_a_resume_base(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("text, message", [
-    ("hiden_dim: 3\n", "unknown option"),
+    ("hiden_dim: 3\n", "unknown key"),
     ("cell: transformer\n", "choose from lstm, gru, rnn"),
     ("epochs: many\n", "epochs must be int"),
     ("amp: 3\n", "true or false"),

@@ -3,22 +3,23 @@
 
 Keys are flat, as in `captioning train`: `hidden_dim`, `reinforce_samples`, `batch_size`; each is
 also a command-line flag (`--hidden-dim`). Precedence: built-in defaults < the run folder's saved
-config (when resuming) < `--config` YAML < command line."""
+config (when resuming) < `--config` YAML < command line. The mechanism is captioning's
+(`captioning.training.options.ConfigSchema`); this module only declares the keys."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import tempfile
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from captioning.config import ModelConfig
-from captioning.train_config import read_yaml_mapping
+from captioning.cells import GATES
+from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, ModelConfig
+from captioning.encoders import list_encoders
+from captioning.train_config import MODEL_HELP
+from captioning.training.options import ConfigSchema
 
 TASKS = ("telling", "pointing")
 
@@ -32,7 +33,6 @@ class QATask(str, Enum):
 
 FORMATS = ("visual7w", "easy-vqa", "shapes")
 SELECT_METRICS = ("mc", "open")
-RUN_CONFIG = "config.yaml"
 
 
 @dataclass
@@ -42,13 +42,14 @@ class AnswererConfig(ModelConfig):
     max_len: int = 8                    # longest answer generated (open-ended), and kept in training
     doubly_stochastic: float = 0.0      # Visual7W uses no attention regulariser
     visual_dim: int | None = None       # project the encoder grid to this many channels first (None: as is)
-    task: str = "telling"               # telling: answers are words | pointing: answers are boxes
+    task: QATask = QATask.TELLING       # telling: answers are words | pointing: answers are boxes
     max_question_len: int = 24          # longer questions are truncated (with a notice)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        self.task = QATask(self.task)
         for name in ("max_question_len", "max_len", "embed_dim", "hidden_dim", "attention_dim", "visual_dim"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -101,78 +102,14 @@ class TrainConfig:
 RESUMABLE = {"annotations", "images", "skip_invalid", "epochs", "patience", "device", "cache_dir", "num_workers",
              "beam_size"}
 
+SCHEMA: ConfigSchema[TrainConfig] = ConfigSchema(
+    TrainConfig, resumable=RESUMABLE, path_keys=("annotations", "images", "cache_dir"), command="vqa train",
+    choices={"select_metric": SELECT_METRICS, "attention": ATTENTION_KINDS, "hard_inference": HARD_INFERENCE,
+             "cell": tuple(GATES), "task": TASKS, "encoder": list_encoders})
+KEYS = SCHEMA.keys
 
-# ---- flat keys ---------------------------------------------------------------------------------
-def _leaves(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted path, type, default) of every leaf field; nested dataclasses are flattened."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in fields(cls):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
-            out += _leaves(type(default), f"{prefix}{f.name}.")
-        else:
-            out.append((f"{prefix}{f.name}", hints[f.name], default))
-    return out
-
-
-def _flat_name(path: str) -> str:
-    """model.hidden_dim -> hidden_dim, model.reinforce.samples -> reinforce_samples."""
-    return path.removeprefix("model.").replace(".", "_")
-
-
-KEYS: dict[str, tuple[str, Any, Any]] = {_flat_name(p): (p, t, d) for p, t, d in _leaves(TrainConfig)}
-
-
-def _base_type(kind: Any) -> type:
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    return args[0] if args else kind
-
-
-def _coerce(key: str, value: Any, where: str) -> Any:
-    """A YAML value checked and converted like the command line would."""
-    path, kind, _ = KEYS[key]
-    if value is None:
-        if type(None) not in typing.get_args(kind):
-            raise ValueError(f"{where}: {key} cannot be empty")
-        return None
-    base = _base_type(kind)
-    if base is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: {key} must be true or false, got {value!r}")
-        return value
-    if base is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or (base is int and not isinstance(value, int)) or \
-            (base is float and not isinstance(value, (int, float))):
-        raise ValueError(f"{where}: {key} must be {base.__name__}, got {value!r}")
-    return base(value)
-
-
-def to_flat(config: TrainConfig) -> dict[str, Any]:
-    data = asdict(config)
-    out = {}
-    for key, (path, _, _) in KEYS.items():
-        node = data
-        for part in path.split("."):
-            node = node[part]
-        out[key] = node
-    return out
-
-
-def from_flat(values: dict[str, Any]) -> TrainConfig:
-    nested: dict[str, Any] = {}
-    for key, value in values.items():
-        parts = KEYS[key][0].split(".")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return TrainConfig(**nested)
-
-
-# ---- YAML and command line ---------------------------------------------------------------------
 HELP = {
+    **MODEL_HELP,
     "format": "data: visual7w | easy-vqa | shapes, or several joined by '+' (easy-vqa+shapes)",
     "annotations": "Visual7W dataset_v7w_<task>.json, or a shapes dataset_shapes.json",
     "images": "images folder (Visual7W: the folder of v7w_*.jpg; shapes: the dataset root)",
@@ -186,8 +123,6 @@ HELP = {
     "task": "telling (answers are words) or pointing (answers are boxes)",
     "max_len": "longest answer in words (generation, and training truncation)",
     "max_question_len": "questions are truncated to this many words",
-    "fine_tune_blocks": "top encoder blocks to train (0: frozen encoder, cached features)",
-    "attention": "soft (deterministic) or hard (stochastic, REINFORCE)",
     "lr": "Adam learning rate",
     "clip_grad": "clip the gradient norm to this (0: no clipping)",
     "patience": "stop after this many epochs without a better validation score (0: never)",
@@ -197,73 +132,32 @@ HELP = {
 }
 
 
-def _choices() -> dict[str, tuple[str, ...]]:
-    from captioning.cells import GATES
-    from captioning.config import ATTENTION_KINDS, HARD_INFERENCE
-    from captioning.encoders import list_encoders
+def to_flat(config: TrainConfig) -> dict[str, Any]:
+    return SCHEMA.to_flat(config)
 
-    return {"select_metric": SELECT_METRICS, "attention": ATTENTION_KINDS, "hard_inference": HARD_INFERENCE,
-            "cell": tuple(GATES), "task": TASKS, "encoder": tuple(list_encoders())}
+
+def from_flat(values: dict[str, Any]) -> TrainConfig:
+    return SCHEMA.from_flat(values)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per key; unset flags stay out of the namespace so they never override the YAML."""
-    group = parser.add_argument_group("configuration (every key of a --config YAML file, with underscores)")
-    choices = _choices()
-    for key, (_, kind, default) in KEYS.items():
-        flag = "--" + key.replace("_", "-")
-        text = HELP.get(key, key.replace("_", " ")) + (f" (default: {default})" if default is not None else "")
-        base = _base_type(kind)
-        if base is bool:
-            group.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=text)
-        else:
-            group.add_argument(flag, dest=key, type=base, default=argparse.SUPPRESS, choices=choices.get(key),
-                               metavar=base.__name__.upper() if key not in choices else None, help=text)
+    SCHEMA.add_arguments(parser, HELP, {"configuration (every key of a --config YAML file, with underscores)":
+                                        list(KEYS)})
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k in KEYS}
+    return SCHEMA.given(args)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    data = read_yaml_mapping(path)
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(k for k in data if k not in KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(KEYS)})")
-    return {k: _coerce(k, v, str(path)) for k, v in data.items()}
+    return SCHEMA.read_yaml(path)
 
 
 def write_run_config(run_dir: Path, config: TrainConfig) -> Path:
-    import yaml
-
-    path = Path(run_dir) / RUN_CONFIG
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("# resolved training config; `vqa train --config` accepts this file\n")
-        yaml.safe_dump(to_flat(config), fh, sort_keys=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return SCHEMA.write(run_dir, config)
 
 
 def resolve_config(run_dir: Path, yaml_path: str | None, overrides: dict[str, Any], resuming: bool) -> TrainConfig:
     """Defaults < saved run config < YAML < command line; paths absolute; resume-safety checked."""
-    saved_path = run_dir / RUN_CONFIG
-    saved = read_yaml(saved_path) if saved_path.is_file() else {}
-    values = {**to_flat(TrainConfig()), **saved}
-    if yaml_path:
-        values.update(read_yaml(yaml_path))
-    values.update(overrides)
-    for key in ("annotations", "images", "cache_dir"):
-        if values[key] is not None:
-            values[key] = str(Path(values[key]).expanduser().absolute())
-    if resuming and saved:
-        changed = [f"{k}={saved[k]!r} (now {values[k]!r})" for k in saved
-                   if k not in RESUMABLE and values.get(k) != saved[k]]
-        if changed:
-            raise ValueError(f"{run_dir} holds a run trained with {', '.join(changed)}; rerun with the same "
-                             "settings to resume, or pick a new --out")
-    return from_flat(values)
+    return SCHEMA.resolve(run_dir, yaml_path, overrides, resuming)

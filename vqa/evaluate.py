@@ -18,8 +18,9 @@ from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
 from captioning.device import resolve_device
 from captioning.images import open_image
+from captioning.training.options import RUN_CONFIG
 
-from .config import RUN_CONFIG, TrainConfig
+from .config import TrainConfig
 from .data import QA, QADataset, load_sources, normalize
 from .features import BoxFeatures
 from .model import Answerer, load_answerer, read_question
