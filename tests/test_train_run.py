@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from captioning import load_captioner
 from captioning.data import write_shapes_dataset
 from captioning.decoder import ShowAttendTellDecoder
-from captioning.train import TrainerState, TrainingError, load_state, main, state_files
+from captioning.train import main
 from captioning.train_config import get_args_parser, read_yaml
+from captioning.training import TrainerState, TrainingError, load_state, state_files
 
 ROOT = Path(__file__).resolve().parents[1]
 # 8 train images x 5 captions, batch 10 = 2 images x their 5 captions (the default): 4 steps per epoch.

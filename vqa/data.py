@@ -25,7 +25,7 @@ from captioning.data.annotations import (
 )
 from captioning.vocab import tokenize
 
-from .config import TrainConfig
+from .config import QATask, TrainConfig
 
 SPLITS = ("train", "val", "test")
 VISUAL7W_TYPES = ("what", "where", "when", "who", "why", "how")
@@ -69,7 +69,7 @@ class QA:
 
 @dataclass
 class QADataset:
-    task: str
+    task: QATask
     questions: list[QA]
     images: dict[str, Path]                              # image key -> file
     boxes: dict[int, Box] = field(default_factory=dict)  # pointing only
@@ -80,7 +80,7 @@ class QADataset:
 
     def merge(self, other: QADataset) -> QADataset:
         if other.task != self.task:
-            raise DatasetError(f"cannot mix {self.task} and {other.task} questions")
+            raise DatasetError(f"cannot mix {self.task.value} and {other.task.value} questions")
         types = self.types + [t for t in other.types if t not in self.types]
         return QADataset(self.task, self.questions + other.questions, {**self.images, **other.images},
                          {**self.boxes, **other.boxes}, types)
@@ -99,18 +99,18 @@ def shuffled(items: list, key: str) -> list:
 
 
 # ---- Visual7W ------------------------------------------------------------------------------------
-def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, skip_invalid: bool = False,
+def load_visual7w(annotations: str | Path, images: str | Path, task: QATask | str, *, skip_invalid: bool = False,
                   check_files: bool = True) -> QADataset:
     """Read `dataset_v7w_telling.json` or `dataset_v7w_pointing.json`; images are `images / filename`.
 
     A bad entry stops with one line naming file and entry; with `skip_invalid` it is skipped (with the
     questions it holds) and the skips are summarised in one log line, as `captioning train` does."""
-    path, folder = Path(annotations), Path(images).absolute()
+    path, folder, task = Path(annotations), Path(images).absolute(), QATask(task)
     data = read_json(path)
     entries = list_field(data, "images", path)
     skips = Skips(str(path), skip_invalid)
     boxes: dict[int, Box] = {}
-    if task == "pointing":
+    if task == QATask.POINTING:
         if not isinstance(data.get("boxes"), list):
             raise DatasetError(f'{path}: a pointing file needs a top-level "boxes" list '
                                "(is this dataset_v7w_telling.json? then use --task telling)")
@@ -162,7 +162,7 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: str, *, ski
         raise DatasetError(f"{path}: {where}: image file not found: {file} ({len(missing)} of {len(entries)} "
                            f"images missing under {folder})")
     skips.report()
-    order = POINTING_TYPES if task == "pointing" else VISUAL7W_TYPES
+    order = POINTING_TYPES if task == QATask.POINTING else VISUAL7W_TYPES
     seen = {q.type for q in questions}
     types = [t for t in order if t in seen] + sorted(seen - set(order))
     return QADataset(task, questions, files, boxes, types)
@@ -175,15 +175,15 @@ def _box(entry: Any, where: str) -> Box:
                require(entry, "height", number, where), str(entry.get("name", "")))
 
 
-def _qa(qa: Any, at: str, task: str, boxes: dict[int, Box], seen: dict[int | str, str]) -> QA:
+def _qa(qa: Any, at: str, task: QATask, boxes: dict[int, Box], seen: dict[int | str, str]) -> QA:
     """One qa_pair, checked (its image fields are filled in by the caller)."""
     answer = qa.get("answer") if isinstance(qa, dict) else None
-    if task == "pointing" and isinstance(answer, str) or task == "telling" and isinstance(answer, int) \
+    if task == QATask.POINTING and isinstance(answer, str) or task == QATask.TELLING and isinstance(answer, int) \
             and not isinstance(answer, bool):
-        other = "telling" if task == "pointing" else "pointing"  # the wrong file: not skippable
+        other = "telling" if task == QATask.POINTING else "pointing"  # the wrong file: not skippable
         raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
                            f"this is a {other} file; use --task {other}")
-    kind = int if task == "pointing" else str
+    kind = int if task == QATask.POINTING else str
     qa_id = require(qa, "qa_id", (int, str), at)
     question = require(qa, "question", str, at)
     answer = require(qa, "answer", kind, at)
@@ -195,7 +195,7 @@ def _qa(qa: Any, at: str, task: str, boxes: dict[int, Box], seen: dict[int | str
         raise EntryError(at, f"the question has no words: {question!r}", "malformed entries")
     if qa_id in seen:
         raise EntryError(at, f"duplicate qa_id {qa_id!r} (also {seen[qa_id]})", "duplicate ids")
-    unknown = [b for b in [answer, *wrong] if task == "pointing" and b not in boxes]
+    unknown = [b for b in [answer, *wrong] if task == QATask.POINTING and b not in boxes]
     if unknown:
         raise EntryError(at, f"box id {unknown[0]} is not in the boxes list", "malformed entries")
     return QA(qa_id, "", "", qtype, question, answer, shuffled([answer, *wrong], f"v7w-{qa_id}"))
@@ -240,7 +240,7 @@ def load_easy_vqa(val_holdout: float = 0.1, seed: int = 0, choices_seed: int = 0
             wrong = wrong_choices(answer, answers, group_of, rng)
             questions.append(QA(qa_id, f"easy-vqa:{source}/{image_id}", "val" if image_id in held else source,
                                 group_of[answer], text, answer, shuffled([answer, *wrong], f"{qa_id}-{choices_seed}")))
-    return QADataset("telling", questions, images, {}, ["color", "shape", "yes/no"])
+    return QADataset(QATask.TELLING, questions, images, {}, ["color", "shape", "yes/no"])
 
 
 # ---- shapes ----------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def load_shapes(annotations: str | Path, images: str | Path, *, skip_invalid: bo
             questions.append(QA(f"{key}/{n}", key, record.split, item["type"], item["question"], item["answer"],
                                 choices))
     types = list(dict.fromkeys(q.type for q in questions))
-    return QADataset("telling", questions, files, {}, types)
+    return QADataset(QATask.TELLING, questions, files, {}, types)
 
 
 # ---- all sources of a run ----------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def load_sources(config: TrainConfig) -> QADataset:
         raise DatasetError(f"--annotations can feed only one of {', '.join(needs_files)}")
     if needs_files and (config.annotations is None or config.images is None):
         raise DatasetError(f"--format {needs_files[0]} needs --annotations FILE and --images DIR")
-    if task == "pointing" and config.formats != ["visual7w"]:
+    if task == QATask.POINTING and config.formats != ["visual7w"]:
         raise DatasetError("pointing questions come from Visual7W only (--format visual7w --task pointing)")
     dataset: QADataset | None = None
     for name in config.formats:
@@ -298,9 +298,9 @@ def load_sources(config: TrainConfig) -> QADataset:
     return dataset
 
 
-def vocabulary_texts(questions: Iterable[QA], task: str) -> Iterable[str]:
+def vocabulary_texts(questions: Iterable[QA], task: QATask | str) -> Iterable[str]:
     """Training text the vocabulary is built from: questions, and for telling every candidate answer."""
     for q in questions:
         yield q.question
-        if task == "telling":
+        if task == QATask.TELLING:
             yield from q.candidates

@@ -20,7 +20,7 @@ from captioning.device import resolve_device
 from captioning.images import open_image
 from captioning.training.options import RUN_CONFIG
 
-from .config import TrainConfig
+from .config import QATask, TrainConfig
 from .data import QA, QADataset, load_sources, normalize
 from .features import BoxFeatures
 from .model import Answerer, load_answerer, read_question
@@ -54,7 +54,7 @@ class TypeAccuracy:
 @dataclass
 class Report:
     split: str
-    task: str
+    task: QATask
     types: list[str]
     multiple_choice: TypeAccuracy
     open_ended: TypeAccuracy | None
@@ -76,7 +76,7 @@ class Report:
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "task": self.task,
+        return {"split": self.split, "task": self.task.value,
                 "multiple_choice": self.multiple_choice.to_dict(self.types),
                 "open_ended": self.open_ended.to_dict(self.types) if self.open_ended else None,
                 "predictions": self.predictions}
@@ -101,7 +101,7 @@ def evaluate_questions(model: Answerer, questions: Sequence[QA], grids: Grids, *
 
     was_training = model.training
     model.eval()
-    pointing = model.config.task == "pointing"
+    pointing = model.config.task == QATask.POINTING
     mc, op = TypeAccuracy(), (TypeAccuracy() if open_ended and not pointing else None)
     predictions = []
     device = model.device
@@ -130,7 +130,7 @@ def evaluate_questions(model: Answerer, questions: Sequence[QA], grids: Grids, *
                                     **({"open_ended": text} if text is not None else {})})
     finally:
         model.train(was_training)
-    return Report(split, model.config.task, list(types), mc, op, predictions)
+    return Report(split, QATask(model.config.task), list(types), mc, op, predictions)
 
 
 # ---- command -------------------------------------------------------------------------------------
@@ -207,14 +207,14 @@ def main(args: argparse.Namespace) -> Report:
         subset = QADataset(dataset.task, questions, dataset.images, dataset.boxes, dataset.types)
         grids = cached_grids(grid_cache(model.encoder, subset, cache_dir, device=device,
                                         num_workers=0))
-        if model.config.task == "pointing":
+        if model.config.task == QATask.POINTING:
             boxes = BoxFeatures.build(model.encoder, subset, cache_dir, device=device)
     else:
         grids = live_grids(model, dataset.images)
     report = evaluate_questions(model, questions, grids, split=args.split, types=dataset.types, boxes=boxes,
                                 batch_size=args.batch_size, beam_size=args.beam_size, open_ended=args.open_ended,
                                 progress=True)
-    print(f"{folder}: {config.format} {model.config.task}, split {args.split}, {len(questions):,} questions")
+    print(f"{folder}: {config.format} {QATask(model.config.task).value}, split {args.split}, {len(questions):,} questions")
     print(report.table())
     if args.json:
         out = Path(args.json)

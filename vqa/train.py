@@ -1,19 +1,16 @@
 """Train a question answerer: `vqa train --format easy-vqa --out RUN` or
 `vqa train --annotations dataset_v7w_telling.json --images DIR --out RUN [--task pointing]`.
 
-Reference-script layout: `add_arguments` + `main(args)` + `train_one_epoch` + `validate`. The
-frozen encoder sees every image once (feature cache); RUN/last holds the latest checkpoint and the
-training state (optimizer, RNG, best score; safetensors + JSON) in one atomic folder, so rerunning
-the same command resumes; RUN/best is the checkpoint with the best validation accuracy."""
+Reference-script layout: `add_arguments` + `main(args)`; the loop is captioning's shared `Trainer`,
+this module supplies the VQA hooks (question batches, the answer loss, validation accuracy,
+checkpoints). The frozen encoder sees every image once (feature cache); RUN/last holds the latest
+checkpoint and the training state in one atomic folder, so rerunning the same command resumes;
+RUN/best is the checkpoint with the best validation accuracy."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import random
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,22 +18,27 @@ import numpy as np
 import torch
 
 from captioning import checkpoint as ckpt
-from captioning.train import (
-    TRAINER_JSON,
+from captioning.device import resolve_device
+from captioning.training import (
     Dist,
+    Hooks,
+    Trainer,
+    TrainerSettings,
     TrainerState,
     TrainingError,
+    Validation,
+    can_resume,
     epoch_batches,
-    load_state,
-    recover_folder,
-    state_files,
+    finished_message,
+    prepare_run_folder,
+    saved_state,
 )
 from captioning.vocab import Vocabulary
 
-from .config import TrainConfig, add_config_arguments, given, resolve_config, write_run_config
+from .config import QATask, TrainConfig, add_config_arguments, given, resolve_config, write_run_config
 from .data import QA, QADataset, load_sources, vocabulary_texts
 from .decoder import pack
-from .evaluate import Grids, Report, cached_grids, evaluate_questions, live_grids, resolve_device
+from .evaluate import Grids, Report, cached_grids, evaluate_questions, live_grids
 from .features import BoxFeatures, grid_cache
 from .model import Answerer, read_question
 
@@ -54,56 +56,6 @@ def _encode(model: Answerer, questions: Sequence[QA]) -> list[tuple[list[int], l
         ids = read_question(model.vocab, q.question, model.config.max_question_len)[0]
         out.append((ids, model.answer_ids(q.answer) if isinstance(q.answer, str) else []))
     return out
-
-
-def train_one_epoch(model: Answerer, questions: Sequence[QA], encoded: list, batches: list[list[int]], grids: Grids,
-                    boxes: BoxFeatures | None, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                    state: TrainerState, writer=None, last: Path | None = None) -> dict[str, float]:
-    """One pass over `batches` (indices into `questions`); stops on a non-finite loss, naming `last`
-    (the run's latest good checkpoint) in the error."""
-    from tqdm.auto import tqdm
-
-    model.train()
-    device = model.device
-    v = model.vocab
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    clip = config.clip_grad if config.clip_grad > 0 else float("inf")
-    sums, count = {"loss": 0.0, "nll": 0.0}, 0
-    bar = tqdm(batches, desc=f"epoch {state.epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
-               mininterval=2.0, file=sys.stderr)
-    for batch in bar:
-        qs = [questions[i] for i in batch]
-        features = grids([q.image for q in qs]).to(device)
-        pointing = config.model.task == "pointing"
-        seq = pack([encoded[i][0] for i in batch], None if pointing else [encoded[i][1] for i in batch],
-                   start_id=v.start_id, end_id=v.end_id).to(device)
-        if pointing:
-            box_features = boxes.stack([q.candidates for q in qs]).to(device)
-            targets = torch.tensor([q.answer_index for q in qs], device=device)
-            out = model.decoder(features, seq, box_features, targets)
-        else:
-            out = model.decoder(features, seq)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-        loss, nll = float(out.loss.detach()), float(out.nll.detach())
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
-            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-            raise TrainingError(f"{what} at step {state.step + 1} (epoch {state.epoch + 1}); stopped before the "
-                                f"update, {where} (try a lower --lr)")
-        optimizer.step()
-        state.step += 1
-        sums["loss"] += loss
-        sums["nll"] += nll
-        count += 1
-        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        if writer is not None and state.step % 50 == 0:
-            writer.add_scalar("train/loss", loss, state.step)
-            writer.add_scalar("train/nll", nll, state.step)
-            writer.add_scalar("train/grad_norm", norm, state.step)
-    bar.close()
-    return {k: v / max(count, 1) for k, v in sums.items()}
 
 
 def validate(model: Answerer, dataset: QADataset, questions: Sequence[QA], grids: Grids,
@@ -131,30 +83,71 @@ def _portable(path: str | None) -> str | None:
         return path
 
 
+class AnswerHooks(Hooks):
+    """VQA's part of the loop: question batches, the answer (or box) loss, validation accuracy."""
+
+    def __init__(self, model: Answerer, dataset: QADataset, grids: Grids, boxes: BoxFeatures | None,
+                 config: TrainConfig, data: dict):
+        self.model, self.dataset, self.grids, self.boxes, self.config, self.data = \
+            model, dataset, grids, boxes, config, data
+        self.train, self.val = dataset.split("train"), dataset.split("val")
+        self.encoded = _encode(model, self.train)
+
+    def start_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        torch.manual_seed(self.config.seed + epoch)  # dropout and hard-attention samples: same on a rerun
+
+    def batches(self, epoch: int, done: int) -> list[list[int]]:
+        return epoch_batches(len(self.train), self.config.batch_size, epoch, self.config.seed, Dist())[done:]
+
+    def step(self, batch: list[int]):
+        model, v = self.model, self.model.vocab
+        qs = [self.train[i] for i in batch]
+        features = self.grids([q.image for q in qs]).to(model.device)
+        pointing = self.config.model.task == QATask.POINTING
+        seq = pack([self.encoded[i][0] for i in batch], None if pointing else [self.encoded[i][1] for i in batch],
+                   start_id=v.start_id, end_id=v.end_id).to(model.device)
+        if not pointing:
+            return model.decoder(features, seq)
+        box_features = self.boxes.stack([q.candidates for q in qs]).to(model.device)
+        targets = torch.tensor([q.answer_index for q in qs], device=model.device)
+        return model.decoder(features, seq, box_features, targets)
+
+    def validate(self) -> Validation:
+        score, report = validate(self.model, self.dataset, self.val, self.grids, self.boxes, self.config)
+        scalars = {"val/mc_accuracy": report.multiple_choice.overall}
+        if report.open_ended:
+            scalars["val/open_accuracy"] = report.open_ended.overall
+        history = {"val": score, "val_mc": report.multiple_choice.overall,
+                   "val_open": report.open_ended.overall if report.open_ended else None}
+        return Validation(score, _summary(report), scalars, {}, history)
+
+    def save(self, folder: Path, state: TrainerState, validation: Validation | None,
+             extra_files: dict[str, bytes] | None) -> None:
+        training = {"epoch": state.epoch, "step": state.step,
+                    "val_score": validation.score if validation else None}
+        self.model.save(folder, extra={"training": training, "data": self.data}, extra_files=extra_files)
+
+
 def main(args: argparse.Namespace) -> TrainerState:
     run_dir = Path(args.out).absolute()
-    last, best = run_dir / "last", run_dir / "best"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recover_folder(last)
-    recover_folder(best)
-    resuming = ckpt.is_checkpoint(last) and (last / TRAINER_JSON).is_file()
+    prepare_run_folder(run_dir)
+    last = run_dir / "last"
+    resuming = can_resume(last)
     config = resolve_config(run_dir, args.config, given(args), resuming)
-    if resuming:
-        meta = json.loads((last / TRAINER_JSON).read_text())["trainer"]
-        if meta["stopped_early"] or meta["epoch"] >= config.epochs:
-            print(f"{run_dir}: already finished ({meta['epoch']} epochs, best val {meta['best_score']:.4f} at "
-                  f"epoch {meta['best_epoch']}); raise --epochs to train longer")
-            return TrainerState(**meta)
+    done = finished_message(run_dir, config.epochs, config.patience, "val")
+    if done:
+        print(done)
+        return saved_state(last)
     device = resolve_device(config.device)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
 
     dataset = load_sources(config)
-    train, val = dataset.split("train"), dataset.split("val")
-    if not val:
+    train = dataset.split("train")
+    if not dataset.split("val"):
         raise TrainingError("no validation questions (split 'val'); they pick the best checkpoint")
-    if config.model.task == "pointing" and config.model.fine_tune_blocks:
+    if config.model.task == QATask.POINTING and config.model.fine_tune_blocks:
         raise TrainingError("pointing trains on cached box-crop features: use a frozen encoder (fine_tune_blocks 0)")
     write_run_config(run_dir, config)
     vocab = Vocabulary.load(last / ckpt.VOCAB) if resuming else \
@@ -163,60 +156,38 @@ def main(args: argparse.Namespace) -> TrainerState:
     if resuming:
         ckpt.load_into(model, ckpt.read_weights(last), last,
                        optional_prefixes=("encoder.",) if model.encoder.frozen else ())
-
-    boxes = None
-    cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "features"
-    if model.encoder.frozen:  # one encoder pass per image, reused by every epoch, rerun and `vqa evaluate`
-        grids = cached_grids(grid_cache(model.encoder, dataset, cache_dir, device=device,
-                                        num_workers=config.num_workers))
-        if config.model.task == "pointing":
-            boxes = BoxFeatures.build(model.encoder, dataset, cache_dir, device=device)
-    else:
-        grids = live_grids(model, dataset.images)
-
+    grids, boxes = _features(model, dataset, config, run_dir)
+    hooks = AnswerHooks(model, dataset, grids, boxes, config, _data_record(config))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    state = load_state(last, optimizer, restore_rng=True) if resuming else TrainerState()
+    settings = TrainerSettings(epochs=config.epochs, patience=config.patience, clip_grad=config.clip_grad,
+                               seed=config.seed, metric="val")
+    trainer = Trainer(hooks, model, optimizer, settings, run_dir, device=device)
     if resuming:
+        state = trainer.resume(restore_rng=True)
         print(f"resuming {run_dir} at epoch {state.epoch + 1} (best val {state.best_score:.4f})")
-    from torch.utils.tensorboard import SummaryWriter
+    print(f"training on {len(train):,} questions ({len(dataset.images):,} images), validating on "
+          f"{len(hooks.val):,}; vocabulary {len(vocab)} words; {sum(p.numel() for p in params):,} trainable "
+          f"parameters; device {device}")
+    return trainer.fit()
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step if resuming else None)
-    data = {"format": config.format, "annotations": _portable(config.annotations), "images": _portable(config.images),
-            "skip_invalid": config.skip_invalid, "val_holdout": config.val_holdout, "seed": config.seed,
-            "choices_seed": config.choices_seed}
-    encoded = _encode(model, train)
-    print(f"training on {len(train):,} questions ({len(dataset.images):,} images), validating on {len(val):,}; "
-          f"vocabulary {len(vocab)} words; {sum(p.numel() for p in params):,} trainable parameters; device {device}")
-    start = time.time()
-    while state.epoch < config.epochs:
-        t0 = time.time()
-        torch.manual_seed(config.seed + state.epoch)  # dropout and hard-attention samples: same on a rerun
-        batches = epoch_batches(len(train), config.batch_size, state.epoch, config.seed, Dist())
-        stats = train_one_epoch(model, train, encoded, batches, grids, boxes, optimizer, config, state, writer, last)
-        score, report = validate(model, dataset, val, grids, boxes, config)
-        state.epoch += 1
-        improved = state.record_validation(score, config.patience)
-        state.history.append({"epoch": state.epoch, "step": state.step, "val": score,
-                              "val_mc": report.multiple_choice.overall,
-                              "val_open": report.open_ended.overall if report.open_ended else None,
-                              "seconds": round(time.time() - t0, 1), **stats})
-        writer.add_scalar("val/mc_accuracy", report.multiple_choice.overall, state.step)
-        if report.open_ended:
-            writer.add_scalar("val/open_accuracy", report.open_ended.overall, state.step)
-        writer.add_scalar("train/epoch_loss", stats["loss"], state.step)
-        training = {"epoch": state.epoch, "step": state.step, "val_score": score}
-        if improved:
-            model.save(best, extra={"training": training, "data": data})
-        model.save(last, extra={"training": training, "data": data}, extra_files=state_files(optimizer, state))
-        writer.flush()
-        print(f"epoch {state.epoch}/{config.epochs}  loss {stats['loss']:.4f}  {_summary(report)}"
-              f"{' *' if improved else ''}  (best {state.best_score:.4f} at epoch {state.best_epoch})  "
-              f"{time.time() - t0:.0f}s", flush=True)
-        if state.stopped_early:
-            print(f"early stopping: no better validation score for {config.patience} epochs")
-            break
-    writer.close()
-    print(f"done in {time.time() - start:.0f}s: best val {state.best_score:.4f} at epoch {state.best_epoch}; "
-          f"checkpoint {best}")
-    return state
+
+def _features(model: Answerer, dataset: QADataset, config: TrainConfig,
+              run_dir: Path) -> tuple[Grids, BoxFeatures | None]:
+    """Encoder grids (cached once per image for a frozen encoder) and, for pointing, box-crop features."""
+    if not model.encoder.frozen:
+        return live_grids(model, dataset.images), None
+    cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "features"
+    grids = cached_grids(grid_cache(model.encoder, dataset, cache_dir, device=model.device,
+                                    num_workers=config.num_workers))
+    boxes = None
+    if config.model.task == QATask.POINTING:
+        boxes = BoxFeatures.build(model.encoder, dataset, cache_dir, device=model.device)
+    return grids, boxes
+
+
+def _data_record(config: TrainConfig) -> dict:
+    """What the checkpoint records as its training data (`vqa evaluate RUN` reads it)."""
+    return {"format": config.format, "annotations": _portable(config.annotations),
+            "images": _portable(config.images), "skip_invalid": config.skip_invalid,
+            "val_holdout": config.val_holdout, "seed": config.seed, "choices_seed": config.choices_seed}
