@@ -58,8 +58,14 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from .data.flickr8k import prepare_flickr8k
     from .data.shapes import prepare_shapes
 
+    if args.dataset == "flickr8k":
+        if not args.source:
+            raise ValueError("prepare flickr8k needs --from DIR (the folder of Flickr8k.token.txt and its split lists)")
+        print(f"wrote {prepare_flickr8k(args.source, args.out)}")
+        return 0
     if args.num_images < 3:
         raise ValueError(f"--num-images must be at least 3 (train, val and test images), got {args.num_images}")
     prepare_shapes(args.out, num_images=args.num_images, seed=args.seed)
@@ -67,14 +73,36 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .data.download import download, plan_coco_download
+    from .data.download import (
+        FLICKR8K_FILES,
+        FLICKR8K_URL,
+        DownloadError,
+        plan_coco_download,
+        plan_flickr8k_download,
+    )
 
-    items = plan_coco_download(args.root, include=args.include)
+    if args.dataset == "flickr8k":
+        items = plan_flickr8k_download(args.root)
+        if items:
+            try:
+                return _fetch(items, args.root)
+            except DownloadError as exc:  # offline: say what to fetch by hand and where it goes
+                archives = " and ".join(f"{FLICKR8K_URL}/{a}" for a, _, _ in FLICKR8K_FILES.values())
+                raise DownloadError(f"cannot download Flickr8k ({exc}); download {archives} and unzip both into "
+                                    f"{args.root}") from None
+    else:
+        items = plan_coco_download(args.root, include=args.include)
+    return _fetch(items, args.root)
+
+
+def _fetch(items: list, root: str) -> int:
+    from .data.download import download
+
     if not items:
-        print(f"{args.root}: everything is already there")
+        print(f"{root}: everything is already there")
         return 0
     total = sum(i.size_hint or 0 for i in items) / 1e9
-    print(f"downloading {len(items)} item(s) (about {total:.1f} GB) into {args.root}")
+    print(f"downloading {len(items)} item(s) (about {total:.1f} GB) into {root}")
     for path in download(items):
         print(f"ready: {path}")
     return 0
@@ -109,18 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_caption)
 
-    p = sub.add_parser("prepare", parents=[debug], help="write a synthetic dataset")
-    p.add_argument("dataset", choices=("shapes",), help="which dataset")
-    p.add_argument("--out", required=True, help="output folder")
+    p = sub.add_parser("prepare", parents=[debug], help="write the synthetic shapes set, or a Karpathy JSON of Flickr8k")
+    p.add_argument("dataset", choices=("shapes", "flickr8k"), help="which dataset")
+    p.add_argument("--out", required=True, help="output folder (shapes) or JSON file (flickr8k: dataset_flickr8k.json)")
+    p.add_argument("--from", dest="source", help="flickr8k: the folder of Flickr8k.token.txt and the split lists")
     p.add_argument("--num-images", type=int, default=1000, help="images, split 80/10/10 (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("download", parents=[debug], help="download a dataset")
-    p.add_argument("dataset", choices=("coco",), help="which dataset")
+    p.add_argument("dataset", choices=("coco", "flickr8k"), help="which dataset")
     p.add_argument("--root", required=True, help="download folder")
     p.add_argument("--include", nargs="+", default=["train2014", "val2014", "annotations", "karpathy"],
-                   choices=("train2014", "val2014", "annotations", "karpathy"), help="parts to fetch (default: all)")
+                   choices=("train2014", "val2014", "annotations", "karpathy"), help="coco: parts to fetch (default: all)")
     p.set_defaults(func=_download)
     return parser
 

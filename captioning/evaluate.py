@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from .data import (
+    FORMATS,
     CaptionDataset,
     DatasetError,
     FeatureCache,
@@ -36,11 +37,13 @@ from .train_config import read_run_config
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Caption a split and report COCO metrics.", add_help=add_help)
-    p.add_argument("run_dir", nargs="?", help="run folder (uses its best checkpoint) or checkpoint folder")
+    p.add_argument("run_dir", nargs="?", help="run folder (uses its best checkpoint), checkpoint folder or bundled "
+                   "model name")
     p.add_argument("--results", help="score this COCO results JSON instead of a model (needs --annotations)")
-    p.add_argument("--annotations", help="annotation file (default: the run's)")
+    p.add_argument("--annotations", help="annotation file: Karpathy JSON, COCO captions JSON or Flickr8k.token.txt "
+                   "(default: the run's)")
     p.add_argument("--images", help="image root (default: the run's)")
-    p.add_argument("--format", choices=("karpathy", "coco", "auto"), help="annotation format (default: the run's)")
+    p.add_argument("--format", choices=FORMATS, help="annotation format (default: the run's, else auto)")
     p.add_argument("--split", choices=("train", "val", "test"),
                    help="split to caption (default: test, or val when there is no test split)")
     p.add_argument("--beam-size", type=int, help="beam size (default: the run's beam_size; 1: greedy)")

@@ -8,6 +8,8 @@ two differ slightly: nltk uses the closest reference length per corpus, coco-cap
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import warnings
@@ -173,9 +175,6 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
 def score_results_file(results: str | Path, annotations: str | Path, *, use_java: bool | None = None) -> Scores:
     """Score a COCO results file against COCO caption annotations, as coco-caption's COCOEvalCap does:
     pycocotools `COCO` + `loadRes`, then every image of the results is scored."""
-    import contextlib
-    import io
-
     from pycocotools.coco import COCO
 
     load_results(results)  # readable errors before pycocotools' asserts

@@ -13,7 +13,7 @@ from typing import Any
 
 from .cells import GATES
 from .config import ATTENTION_KINDS, HARD_INFERENCE, ModelConfig, ReinforceConfig
-from .data.records import FORMATS
+from .data.formats import FORMATS
 from .encoders import list_encoders
 from .search import DEFAULT_BEAM_SIZE
 from .training.options import RUN_CONFIG, ConfigSchema

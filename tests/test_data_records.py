@@ -183,5 +183,5 @@ def test_load_dataset_dispatch(karpathy, tmp_path):
     assert len(load_dataset(*karpathy, format="auto")) == 5
     renamed = coco.rename(coco.with_name("val2014_caps.json"))
     assert sniff_format(renamed) == "coco"
-    with pytest.raises(ValueError, match="choose one of: karpathy, coco, auto"):
+    with pytest.raises(ValueError, match="choose one of: karpathy, coco, flickr8k, auto"):
         load_dataset(*karpathy, format="flickr")

@@ -23,6 +23,8 @@ from captioning.data.annotations import (
     read_json,
     require,
 )
+from captioning.data.records import load_karpathy
+from captioning.data.shapes import shapes_questions
 from captioning.vocab import tokenize
 
 from .config import QATask, TrainConfig
@@ -247,11 +249,6 @@ def load_easy_vqa(val_holdout: float = 0.1, seed: int = 0, choices_seed: int = 0
 def load_shapes(annotations: str | Path, images: str | Path, *, skip_invalid: bool = False) -> QADataset:
     """Questions about the built-in shapes scenes (a `dataset_shapes.json` written by
     `captioning.data.shapes.write_shapes_dataset`), made by `shapes_questions`."""
-    try:
-        from captioning.data.records import load_karpathy
-        from captioning.data.shapes import shapes_questions
-    except ImportError as exc:
-        raise DatasetError(f"the shapes question set is not available ({exc})") from None
     records = load_karpathy(annotations, images, skip_invalid=skip_invalid)
     questions, files = [], {}
     for record in records:

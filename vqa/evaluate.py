@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,17 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from tqdm.auto import tqdm
 
 from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
 from captioning.device import resolve_device
+from captioning.encoder_decoder import resolve_checkpoint
 from captioning.images import open_image
 from captioning.training.options import RUN_CONFIG
 
 from .config import QATask, TrainConfig
 from .data import QA, QADataset, load_sources, normalize
-from .features import BoxFeatures
-from .model import Answerer, load_answerer, read_question
+from .features import BoxFeatures, grid_cache
+from .model import BUNDLED_DIR, Answerer, load_answerer, read_question
 
 Grids = Callable[[Sequence[str]], torch.Tensor]  # image keys -> (B, P, D) encoder grids
 
@@ -97,8 +101,6 @@ def evaluate_questions(model: Answerer, questions: Sequence[QA], grids: Grids, *
                        boxes: BoxFeatures | None = None, batch_size: int = 128, beam_size: int = 1,
                        open_ended: bool = True, progress: bool = False) -> Report:
     """Multiple-choice and (telling) open-ended accuracy of `model` on `questions`."""
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     pointing = model.config.task == QATask.POINTING
@@ -171,24 +173,15 @@ def _cache_dir(given: str | None, folder: Path) -> Path:
         return Path(given)
     run = folder.parent
     if (run / RUN_CONFIG).is_file():
-        import yaml
-
         try:  # only one key is needed: read leniently (a run folder of an older version still works)
             saved = (yaml.safe_load((run / RUN_CONFIG).read_text(encoding="utf-8")) or {}).get("cache_dir")
         except (OSError, yaml.YAMLError, AttributeError):
             saved = None
         return Path(saved) if saved else run / "features"
-    import tempfile
-
     return Path(tempfile.gettempdir()) / "showtell-vqa-features"
 
 
 def main(args: argparse.Namespace) -> Report:
-    from captioning.encoder_decoder import resolve_checkpoint
-
-    from .features import grid_cache
-    from .model import BUNDLED_DIR
-
     device = resolve_device(args.device)
     folder = resolve_checkpoint(args.run, BUNDLED_DIR)
     model = load_answerer(folder, device)

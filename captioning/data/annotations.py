@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,13 @@ def file_and_split(entry: Any, where: str, splits: tuple[str, ...] = SPLITS) -> 
     if split not in splits:
         raise EntryError(where, f'unknown split "{split}" (expected one of {", ".join(splits)})', "malformed entries")
     return filename, split
+
+
+def existing_file(candidates: Sequence[Path], where: str, check: bool) -> Path:
+    """The first of `candidates` that is a file (with `check` False: the first); else an entry error."""
+    if not check:
+        return candidates[0]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise EntryError(where, f"image file not found: {candidates[0]}", "missing image files")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ..images import ImageLoadError
 from .dataset import PixelDataset, collate_pixels
@@ -134,6 +135,23 @@ class FeatureCache:
         return cls(folder, index)
 
     @classmethod
+    def _pending(cls, folder: Path, meta: dict, records: Sequence[ImageRecord]) -> tuple[list, list[ImageRecord]]:
+        """(ids the cache in `folder` holds, records whose images it still lacks)."""
+        ids: list[int | str] = []
+        if (folder / INDEX).exists():
+            index = _read_index(folder)
+            if index.get("key") != meta["key"]:
+                raise CacheError(f"{folder}: holds features of {index.get('key')}, not of {meta['key']}")
+            ids = cls(folder, index).ids  # also checks the data file is long enough
+        done = set(ids)
+        todo: list[ImageRecord] = []
+        for record in records:
+            if record.image_id not in done:
+                done.add(record.image_id)
+                todo.append(record)
+        return ids, todo
+
+    @classmethod
     def build(cls, encoder: torch.nn.Module, records: Sequence[ImageRecord], cache_dir: str | os.PathLike, *,
               batch_size: int = 64, num_workers: int = 2, device: str | torch.device = "cpu",
               progress: bool = True, commit_seconds: float = 30.0, skip_invalid: bool = False) -> FeatureCache:
@@ -142,26 +160,12 @@ class FeatureCache:
         An unreadable image raises `ImageLoadError` naming it; with `skip_invalid` it is left out (the
         cache then lacks it: check `record.image_id in cache`) and one warning line counts them.
         Safe to interrupt and rerun: the index is committed every `commit_seconds` and on exit."""
-        from tqdm.auto import tqdm
-
         meta = _meta(encoder)
         folder = Path(cache_dir)
         if not (folder / INDEX).exists():
             folder = folder / meta["key"]
         folder.mkdir(parents=True, exist_ok=True)
-        ids: list[int | str] = []
-        if (folder / INDEX).exists():
-            index = _read_index(folder)
-            if index.get("key") != meta["key"]:
-                raise CacheError(f"{folder}: holds features of {index.get('key')}, not of {meta['key']}")
-            ids = cls(folder, index).ids  # also checks the data file is long enough
-
-        done = set(ids)
-        todo: list[ImageRecord] = []
-        for record in records:
-            if record.image_id not in done:
-                done.add(record.image_id)
-                todo.append(record)
+        ids, todo = cls._pending(folder, meta, records)
         if not todo:
             if not (folder / INDEX).exists():
                 _write_index(folder, meta, ids)

@@ -1,4 +1,4 @@
-"""Fetching COCO 2014 and Karpathy's splits: a plan that skips what is already there, then resumable
+"""Fetching COCO 2014 and Karpathy's splits, or Flickr8k: a plan that skips what is already there, then resumable
 downloads (HTTP Range into `.part` files, renamed only once complete and of the right size)."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,22 @@ def plan_coco_download(root: str | os.PathLike, *,
     return items
 
 
+FLICKR8K_URL = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k"
+# name -> (archive, approximate size, path that exists once extracted)
+FLICKR8K_FILES: dict[str, tuple[str, int, str]] = {
+    "images": ("Flickr8k_Dataset.zip", 1_115_419_746, "Flicker8k_Dataset"),  # sic: the archive's folder name
+    "text": ("Flickr8k_text.zip", 2_340_801, "Flickr8k.token.txt"),
+}
+
+
+def plan_flickr8k_download(root: str | os.PathLike) -> list[DownloadItem]:
+    """Flickr8k's photos and text release (caption file and split lists) under `root`, as widely mirrored."""
+    root = Path(root)
+    items = [DownloadItem(f"{FLICKR8K_URL}/{archive}", root / archive, size, True, root / result)
+             for archive, size, result in FLICKR8K_FILES.values()]
+    return [item for item in items if not item.done]
+
+
 def download(items: Iterable[DownloadItem], progress: bool = True, *, keep_archives: bool = False,
              timeout: float = 60.0) -> list[Path]:
     """Fetch (resuming), verify and extract each item; returns the items' done paths."""
@@ -103,8 +121,6 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
 def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = 60.0,
           chunk_size: int = 1 << 20) -> Path:
     """Download `url` to `dest` via `dest.part`, resuming a partial `.part` with an HTTP Range request."""
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,12 @@ from .annotations import (
     DatasetError,
     EntryError,
     Skips,
+    existing_file,
     file_and_split,
     list_field,
     read_json,
     require,
 )
-
-FORMATS = ("karpathy", "coco", "auto")
 
 
 @dataclass
@@ -33,15 +32,6 @@ class ImageRecord:
     split: str                   # "train" | "val" | "test" (| "restval" when not merged)
     captions: list[str]          # raw reference sentences
     objects: list[dict] | None = None  # shapes set only: [{"color", "shape", "box": [x0, y0, x1, y1]}]
-
-
-def _existing(candidates: Sequence[Path], where: str, check: bool) -> Path:
-    if not check:
-        return candidates[0]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise EntryError(where, f"image file not found: {candidates[0]}", "missing image files")
 
 
 def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, merge_restval: bool = True,
@@ -72,7 +62,7 @@ def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, 
             folder = entry.get("filepath") or ""
             if not isinstance(folder, str):
                 raise EntryError(where, '"filepath" has the wrong type', "malformed entries")
-            path = _existing([images / folder / filename], where, check_files)
+            path = existing_file([images / folder / filename], where, check_files)
             objects = entry.get("objects")
             if objects is not None and not isinstance(objects, list):
                 raise EntryError(where, '"objects" has the wrong type', "malformed entries")
@@ -164,39 +154,13 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
             prefix = _COCO_SPLIT.search(name)
             candidates = [images / name, *(images / f / name for f in folders),
                           *([images / prefix.group(0) / name] if prefix else [])]
-            path = _existing(candidates, where, check_files)
+            path = existing_file(candidates, where, check_files)
         except EntryError as error:
             skips(error)
             continue
         records.append(ImageRecord(image_id, path, split, [a["caption"].strip() for a in anns]))
     skips.report()
     return records
-
-
-def load_dataset(annotations: str | os.PathLike, images: str | os.PathLike, format: str = "karpathy",
-                 **kw: Any) -> list[ImageRecord]:
-    """Dispatch on `format`: "karpathy", "coco", or "auto" (file name, else the JSON's keys)."""
-    if format not in FORMATS:
-        raise ValueError(f"unknown annotation format {format!r}; choose one of: {', '.join(FORMATS)}")
-    if format == "auto":
-        format = sniff_format(annotations)
-    loader = load_karpathy if format == "karpathy" else load_coco
-    return loader(annotations, images, **kw)
-
-
-def sniff_format(annotations: str | os.PathLike) -> str:
-    """"karpathy" or "coco" for an annotation file, from its name or, failing that, its contents."""
-    path = Path(annotations)
-    if path.name.startswith("dataset_"):
-        return "karpathy"
-    if path.name.startswith("captions_"):
-        return "coco"
-    data = read_json(path)
-    if isinstance(data, dict) and "annotations" in data:
-        return "coco"
-    if isinstance(data, dict) and isinstance(data.get("images"), list):
-        return "karpathy"
-    raise DatasetError(f"{path}: neither a Karpathy split file nor a COCO captions file")
 
 
 def split_records(records: Iterable[ImageRecord], split: str | Iterable[str]) -> list[ImageRecord]:

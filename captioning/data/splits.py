@@ -10,7 +10,8 @@ import random
 from pathlib import Path
 
 from .annotations import DatasetError
-from .records import ImageRecord, load_dataset, sniff_format, split_records
+from .formats import load_dataset, sniff_format
+from .records import ImageRecord, split_records
 
 SPLITS_JSON = "splits.json"
 
