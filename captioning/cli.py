@@ -85,24 +85,26 @@ def _download(args: argparse.Namespace) -> int:
         items = plan_flickr8k_download(args.root)
         if items:
             try:
-                return _fetch(items, args.root)
-            except DownloadError as exc:  # offline: say what to fetch by hand and where it goes
+                return _fetch(items, args.root, announce=False)  # offline, the error below is the only line
+            except DownloadError as exc:  # say what to fetch by hand and where it goes
+                reason = str(exc).split(": ", 1)[-1].removesuffix("; rerun to resume")
                 archives = " and ".join(f"{FLICKR8K_URL}/{a}" for a, _, _ in FLICKR8K_FILES.values())
-                raise DownloadError(f"cannot download Flickr8k ({exc}); download {archives} and unzip both into "
-                                    f"{args.root}") from None
+                raise DownloadError(f"cannot download Flickr8k ({reason}): download {archives} and unzip both "
+                                    f"into {args.root}") from None
     else:
         items = plan_coco_download(args.root, include=args.include)
     return _fetch(items, args.root)
 
 
-def _fetch(items: list, root: str) -> int:
+def _fetch(items: list, root: str, announce: bool = True) -> int:
     from .data.download import download
 
     if not items:
         print(f"{root}: everything is already there")
         return 0
     total = sum(i.size_hint or 0 for i in items) / 1e9
-    print(f"downloading {len(items)} item(s) (about {total:.1f} GB) into {root}")
+    if announce:
+        print(f"downloading {len(items)} item(s) (about {total:.1f} GB) into {root}")
     for path in download(items):
         print(f"ready: {path}")
     return 0

@@ -103,8 +103,8 @@ def test_download_offline_is_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     assert cli(["download", "flickr8k", "--root", str(tmp_path / "f8k")]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
     assert "Flickr8k_Dataset.zip" in err and "Flickr8k_text.zip" in err and str(tmp_path / "f8k") in err
 
 

@@ -156,7 +156,8 @@ class ConfigSchema(Generic[C]):
                                default=argparse.SUPPRESS, help=text)
         else:
             group.add_argument(key.flag, dest=key.name, type=key.type, default=argparse.SUPPRESS, choices=choices,
-                               metavar=None if choices else key.type.__name__.upper(), help=text)
+                               metavar=None if choices else (key.name if key.type is str else key.type.__name__).upper(),
+                               help=text)
 
     def given(self, args: argparse.Namespace) -> dict[str, Any]:
         """The keys set on the command line."""
