@@ -115,3 +115,14 @@ def test_evaluate_bundled_model_on_flickr8k_text(tmp_path, capsys, monkeypatch):
                 "--split", "test", "--no-java", "--beam-size", "1", "--num-workers", "0"]) == 0
     report = json.loads((tmp_path / "eval" / "metrics_test_beam1.json").read_text())
     assert report["images"] == 1 and report["split"] == "test" and "Bleu_4" in json.dumps(report)
+
+
+def test_train_on_flickr8k_text(tmp_path, capsys):
+    tokens = write_flickr8k(tmp_path / "f8k")
+    run = tmp_path / "run"
+    assert cli(["train", "--annotations", str(tokens), "--images", str(tmp_path / "f8k" / "images"), "--out", str(run),
+                "--image-size", "64", "--embed-dim", "8", "--hidden-dim", "16", "--attention-dim", "8",
+                "--batch-size", "4", "--min-freq", "1", "--num-workers", "0", "--beam-size", "1", "--epochs", "1",
+                "--dropout", "0", "--device", "cpu"]) == 0
+    assert "training on 2 images" in capsys.readouterr().out
+    assert "format: auto" in (run / "config.yaml").read_text() and (run / "best" / "model.safetensors").is_file()
