@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_base import OneLineErrorParser, one_line_error
+from .cli_base import OneLineErrorParser, run_command
 from .search import DEFAULT_BEAM_SIZE
 
 
@@ -160,18 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if debug:
-            raise
-        print(f"error: {one_line_error(exc)}", file=sys.stderr)
-        return 1
+    return run_command(args.func, args, debug)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ and the one-line form of an exception that ends a command."""
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -21,3 +24,21 @@ def one_line_error(exc: BaseException) -> str:
     if type(exc).__name__ == "OutOfMemoryError":
         return f"out of memory ({message[:200]}); lower --batch-size"
     return message if isinstance(exc, known) else f"{type(exc).__name__}: {message}"
+
+
+def run_command(command: Callable[[argparse.Namespace], Any], args: argparse.Namespace, debug: bool = False) -> int:
+    """Run one command: its exit status (an int it returns, else 0); an error is one `error: ...` line and status 1
+    (an interrupt 130), unless `debug`, which lets the exception through with its traceback."""
+    try:
+        status = command(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 1
+    return status if isinstance(status, int) else 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioning.cli_base import OneLineErrorParser
+from captioning.cli_base import OneLineErrorParser, run_command
 
 from . import answer, evaluate, train
 
@@ -29,24 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        COMMANDS[args.command][0].main(args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one line for the user; the traceback only on request
-        if args.debug:
-            raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, KeyError):
-            message = f"missing {message}"
-        elif not isinstance(exc, (ValueError, OSError, RuntimeError)):
-            message = f"{type(exc).__name__}: {message}"
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    return 0
+    args = build_parser().parse_args(argv)
+    return run_command(COMMANDS[args.command][0].main, args, args.debug)
 
 
 if __name__ == "__main__":
