@@ -27,6 +27,15 @@ EXAMPLES_DIR = Path(__file__).parent / "examples"
 VQA_BUNDLED_DIR = Path(__file__).resolve().parent.parent / "vqa" / "bundled"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
 
+# What each bundled model knows, shown beside it; the first listed is the default.
+BUNDLED_ABOUT = {
+    "flickr8k": "Flickr8k (soft attention): everyday scenes of people and animals in real photos",
+    "flickr8k-hard": "Flickr8k (hard attention): everyday scenes of people and animals in real photos",
+    "shapes-soft": "synthetic shapes only (coloured circles, squares, triangles); nonsense on photos",
+    "shapes-hard": "synthetic shapes only (coloured circles, squares, triangles); nonsense on photos",
+    "flickr8k-qa": "questions about real photos (who, what, where, what colour, how many, doing what)",
+    "easy-vqa-shapes": "questions about synthetic shapes (easy-VQA); nonsense on photos",
+}
 TRAIN_SHAPES = ("captioning prepare shapes --out data/shapes && captioning train "
                 "--annotations data/shapes/dataset_shapes.json --images data/shapes --out runs/shapes_soft")
 TRAIN_COCO = ("captioning train --annotations dataset_coco.json --images DIR --out runs/coco_soft \\\n"
@@ -68,17 +77,28 @@ def load_image_bytes(name: str, data: bytes, key: str | None = None) -> LoadedIm
 
 
 def list_examples() -> list[Path]:
-    return sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    """Real photos (JPEG) first, then the synthetic scenes (PNG) the shapes models know."""
+    found = [p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}]
+    return sorted(found, key=lambda p: (p.suffix.lower() == ".png", p.name))
 
 
 def example_label(path: Path) -> str:
-    return path.stem.replace("-", " ")
+    kind = "shapes scene" if path.suffix.lower() == ".png" else "photo"
+    return f"{path.stem.replace('-', ' ')} ({kind})"
 
 
 def _bundled(folder: Path) -> list[str]:
+    """Bundled model names, the photo models first (in BUNDLED_ABOUT's order), then any others."""
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    names = {p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()}
+    order = list(BUNDLED_ABOUT)
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def model_about(name: str) -> str:
+    """What a bundled model knows, in a few words ("" for checkpoints of one's own)."""
+    return BUNDLED_ABOUT.get(name, "")
 
 
 def bundled_captioners() -> list[str]:

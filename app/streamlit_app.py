@@ -68,6 +68,8 @@ def model_picker(label: str, bundled: list[str], env_name: str, placeholder: str
     choice = st.selectbox(label, options, index=len(bundled) if env or not bundled else 0, key=f"{key}_choice",
                           format_func=lambda o: o if o == CUSTOM else f"{o} (bundled)")
     if choice != CUSTOM:
+        if be.model_about(choice):
+            st.caption(f"Knows: {be.model_about(choice)}.")
         return choice
     path = st.text_input("Checkpoint folder", value=env, placeholder=placeholder, key=f"{key}_path",
                          help=f"A checkpoint folder or a run folder (its best/ checkpoint is used). "
@@ -129,16 +131,21 @@ def load_vqa(source: str | None, slot) -> tuple[object | None, tuple | None, str
 
 # ---- the page ----------------------------------------------------------------------------------------
 def about() -> None:
-    st.caption("The bundled models know synthetic shapes scenes and easy-VQA only: on a real photo they still "
-               "talk about circles and squares. Real photos need a COCO-trained model (see below).")
-    with st.expander("About the models, and captioning real photos"):
+    st.caption("Default models: `flickr8k` captions real photos of everyday scenes (people, dogs, children "
+               "playing, sports, streets, beaches); `flickr8k-qa` answers questions about them. The `shapes` "
+               "models know synthetic shapes only.")
+    with st.expander("What each model knows"):
         st.markdown(f"""
-The **bundled captioners** (`shapes-soft`, `shapes-hard`: soft and hard attention) were trained on
-**synthetic shapes scenes** (one to three coloured circles, squares and triangles on a plain background),
-and the **bundled answerer** (`easy-vqa-shapes`) on **easy-VQA** plus questions about those scenes. They
-know nothing else.
+| model | trained on | knows |
+| --- | --- | --- |
+| `flickr8k` (default) | Flickr8k: 6,000 photos, five human captions each | {be.model_about("flickr8k")} |
+| `flickr8k-hard` | the same, hard (stochastic) attention | {be.model_about("flickr8k-hard")} |
+| `shapes-soft`, `shapes-hard` | synthetic scenes of one to three coloured shapes | {be.model_about("shapes-soft")} |
+| `flickr8k-qa` | questions generated from Flickr8k's captions | {be.model_about("flickr8k-qa")} |
+| `easy-vqa-shapes` | easy-VQA and shapes questions | {be.model_about("easy-vqa-shapes")} |
 
-For **real photos**, train a captioner on COCO (Karpathy split):
+Flickr8k is small (6,000 training photos): objects it rarely saw (a rocket, a coffee cup) come out as the
+nearest everyday thing it knows, and it saw only about 15 cats. For more kinds of scene, train on COCO (Karpathy split):
 
 ```bash
 {be.TRAIN_COCO}
@@ -151,6 +158,7 @@ then pick **{CUSTOM}** in the sidebar and enter `runs/coco_soft`, or start the a
 ```
 
 Models run on the CPU, are loaded once and kept in memory; results are cached per image and setting.
+Example photos: scikit-image's sample data (public domain or CC0; sources in `app/examples/SOURCES.md`).
 """)
 
 

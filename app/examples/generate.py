@@ -1,8 +1,9 @@
 """Regenerate the bundled example images: `python -m app.examples.generate`.
 
 Four scenes from the project's own shapes generator (what the bundled captioners learn from), named by
-one of their reference captions, and one easy-VQA-style image (a single flat shape on a pale ground)
-for the bundled question answerer."""
+one of their reference captions, one easy-VQA-style image (a single flat shape on a pale ground)
+for the bundled question answerer, and three real photos from scikit-image's sample data (public domain
+or CC0, listed in SOURCES.md; scikit-image is a test dependency) for the Flickr8k models."""
 
 from __future__ import annotations
 
@@ -17,6 +18,20 @@ SCENE_SIZE = 128  # the size `captioning prepare shapes` draws (the bundled capt
                   # 26 of 40 such scenes, but in 13 of 40 drawn at 160 px: sharper edges and finer noise)
 SCENES = {0: 3, 1: 3, 9: 0, 22: 0}   # scene index -> which reference caption names the file
 EASY_VQA = ("easy-vqa style teal rectangle", (0, 150, 150))
+# file stem -> skimage.data function: scenes of the kind Flickr8k shows (people, animals). Its coffee cup
+# and rocket are left out: Flickr8k never shows such things, so any caption of them is a guess.
+PHOTOS = {"cat-chelsea": "chelsea", "astronaut-eileen-collins": "astronaut", "photographer-camera": "camera"}
+PHOTO_SIZE = 480
+
+
+def write_photos(folder: Path) -> None:
+    import skimage.data
+
+    for stem, function in PHOTOS.items():
+        image = Image.fromarray(getattr(skimage.data, function)()).convert("RGB")
+        image.thumbnail((PHOTO_SIZE, PHOTO_SIZE))
+        image.save(folder / f"{stem}.jpg", quality=88, optimize=True)
+        print(folder / f"{stem}.jpg")
 
 
 def easy_vqa_like(colour: tuple[int, int, int], size: int = SIZE) -> Image.Image:
@@ -40,6 +55,7 @@ def main(folder: Path = Path(__file__).parent) -> None:
     name, colour = EASY_VQA
     easy_vqa_like(colour).save(folder / file_name(name), optimize=True)
     print(folder / file_name(name))
+    write_photos(folder)
 
 
 if __name__ == "__main__":
