@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from bench import bench
 from bench.baseline import from_showtell, tutorial_beam_search, tutorial_loss
-from captioning.cells import Linear, StepWeights
 from captioning.config import ModelConfig
 from captioning.decoder import ShowAttendTellDecoder
+from captioning.ops import Linear, StepWeights
 from captioning.search import beam_search
 
 CPU = torch.device("cpu")

@@ -13,6 +13,7 @@ import os
 import tempfile
 import typing
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ from captioning.config import ModelConfig
 from captioning.train_config import read_yaml_mapping
 
 TASKS = ("telling", "pointing")
+
+
+class QATask(str, Enum):
+    """What a QA model answers with: words (telling) or one of four boxes (pointing)."""
+
+    TELLING = "telling"
+    POINTING = "pointing"
+
+
 FORMATS = ("visual7w", "easy-vqa", "shapes")
 SELECT_METRICS = ("mc", "open")
 RUN_CONFIG = "config.yaml"
