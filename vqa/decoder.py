@@ -3,10 +3,11 @@
 One sequence per question: the image's mean grid feature (projected into the word-embedding space)
 is the first input, then the question words, then `<start>` and the answer words. At every step
 the recurrent cell attends over the image grid exactly as in captioning (soft, or hard with
-REINFORCE), through the decoder's own `unroll` and `step`. Telling: the answer is decoded like a
-caption, so a candidate's score is log p(answer words, <end> | image, question) and open-ended
-answers come from `captioning.search` driving the inherited `step`. Pointing: each candidate box's pooled feature, through a linear
-layer, is dotted with the last hidden state after the question; softmax over the boxes."""
+REINFORCE), through the inherited `unroll` and `step` (one recurrence, `recur`). Telling: the
+answer is decoded like a caption, so a candidate's score is log p(answer words, <end> | image,
+question) and open-ended answers come from `captioning.search` driving `step`. Pointing: each
+candidate box's pooled feature, through a linear layer, is dotted with the last hidden state
+after the question; softmax over the boxes."""
 
 from __future__ import annotations
 
