@@ -232,7 +232,8 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         """Hard attention in training: N sampled attention sequences per example, REINFORCE."""
         return self.config.attention == AttentionMode.HARD and self.training
 
-    def reinforce_loss(self, reward: torch.Tensor, mask: torch.Tensor, out: Unrolled, n_tokens: torch.Tensor):
+    def reinforce_loss(self, reward: torch.Tensor, mask: torch.Tensor, out: Unrolled,
+                       n_tokens: torch.Tensor) -> torch.Tensor:
         """`hard_attention.reinforce_loss` with this decoder's moving-average baseline."""
         return reinforce_loss(self.config.reinforce, reward, mask, out.log_p_locations, out.entropies, n_tokens,
                               self.reward_baseline, self.baseline_initialised)
