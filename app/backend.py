@@ -18,6 +18,7 @@ from PIL import Image
 from captioning.images import ImageLoadError, open_image
 from captioning.model import BUNDLED_DIR as CAPTION_BUNDLED_DIR
 from captioning.model import resolve_checkpoint
+from captioning.search import DEFAULT_BEAM_SIZE
 
 from .overlay import display_copy
 
@@ -166,7 +167,7 @@ class Decoding:
     """How to search for a caption; `kwargs()` are the arguments of Captioner.caption."""
 
     method: str = "beam"          # beam | greedy | sample
-    beam_size: int = 3
+    beam_size: int = DEFAULT_BEAM_SIZE
     temperature: float = 1.0
     seed: int = 0
 

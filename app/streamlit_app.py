@@ -5,16 +5,21 @@ APIs (`captioning.load_captioner`, `vqa.load_answerer`) and draws what they retu
 
 from __future__ import annotations
 
-import os
-import re
+from captioning.runtime import passive_openmp
 
-import pandas as pd
-import streamlit as st
-import torch
+passive_openmp()  # before torch loads OpenMP: idle threads sleep, so concurrent sessions keep their cores
 
-from app import backend as be
-from app import overlay
-from captioning import CheckpointError, WeightsUnavailableError, load_captioner
+import os  # noqa: E402
+import re  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+from app import backend as be  # noqa: E402
+from app import overlay  # noqa: E402
+from captioning import CheckpointError, WeightsUnavailableError, load_captioner  # noqa: E402
+from captioning.search import DEFAULT_BEAM_SIZE  # noqa: E402
 
 # Streamlit serves each session on its own thread: one intra-op thread per request keeps
 # concurrent sessions from stalling each other (measured: 30 ms vs 280 ms median on a busy 2-core CPU).
@@ -80,7 +85,7 @@ def model_picker(label: str, bundled: list[str], env_name: str, placeholder: str
 def decoding_settings() -> be.Decoding:
     method = st.radio("Decoding", list(METHODS), format_func=METHODS.get, horizontal=True, key="method")
     if method == "beam":
-        return be.Decoding("beam", beam_size=st.slider("Beam size", 2, 10, 3, key="beam_size"))
+        return be.Decoding("beam", beam_size=st.slider("Beam size", 2, 10, DEFAULT_BEAM_SIZE, key="beam_size"))
     if method == "sample":
         temperature = st.slider("Temperature", 0.1, 2.0, 1.0, 0.1, key="temperature",
                                 help="Below 1 sharpens the word distribution, above 1 flattens it.")

@@ -1,16 +1,33 @@
-"""Show, Attend and Tell image captioning: pretrained CNN grid + attentive recurrent decoder."""
+"""Show, Attend and Tell image captioning: pretrained CNN grid + attentive recurrent decoder.
 
-import os
+The names below load on first use, so `import captioning` stays light and imports no torch: an
+entry point can first apply process-wide settings (`captioning.runtime.passive_openmp`)."""
 
-# Before torch loads OpenMP: idle worker threads sleep instead of spin-waiting. On a shared CPU the
-# spinning threads steal the cores the busy ones need (measured: a CPU training epoch 8x slower).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from __future__ import annotations
 
-from .checkpoint import CheckpointError
-from .config import ModelConfig, ReinforceConfig
-from .encoders import WeightsUnavailableError, create_encoder, list_encoders
-from .model import Captioner, CaptionResult, load_captioner
-from .vocab import Vocabulary, tokenize
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Captioner", "CaptionResult", "CheckpointError", "ModelConfig", "ReinforceConfig", "Vocabulary",
+_EXPORTS = {
+    "CheckpointError": ".checkpoint", "ModelConfig": ".config", "ReinforceConfig": ".config",
+    "WeightsUnavailableError": ".encoders", "create_encoder": ".encoders", "list_encoders": ".encoders",
+    "Captioner": ".model", "CaptionResult": ".model", "load_captioner": ".model",
+    "Vocabulary": ".vocab", "tokenize": ".vocab",
+}
+__all__ = ["CaptionResult", "Captioner", "CheckpointError", "ModelConfig", "ReinforceConfig", "Vocabulary",
            "WeightsUnavailableError", "create_encoder", "list_encoders", "load_captioner", "tokenize"]
+
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointError
+    from .config import ModelConfig, ReinforceConfig
+    from .encoders import WeightsUnavailableError, create_encoder, list_encoders
+    from .model import Captioner, CaptionResult, load_captioner
+    from .vocab import Vocabulary, tokenize
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -10,8 +10,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_base import OneLineErrorParser, run_command
-from .search import DEFAULT_BEAM_SIZE
+from .runtime import passive_openmp
+
+passive_openmp()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
+
+from .cli_base import OneLineErrorParser, run_command  # noqa: E402
+from .search import DEFAULT_BEAM_SIZE  # noqa: E402
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -1,13 +1,68 @@
 """Typed model configuration, saved as `config.json` beside the weights so a loader rebuilds the
-exact model from the checkpoint folder alone."""
+exact model from the checkpoint folder alone.
+
+The choices are `str` enums: a member equals its string ("soft" == AttentionMode.SOFT), so JSON and
+YAML files written before keep loading, and `asdict` / `json.dumps` write the same strings."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from typing import Any
 
-ATTENTION_KINDS = ("soft", "hard")
-HARD_INFERENCE = ("expectation", "argmax")
+
+class Choice(str, Enum):
+    """A string option with a fixed set of values; prints and formats as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class AttentionMode(Choice):
+    """Soft: z_t = sum_i alpha_ti a_i (deterministic). Hard: z_t = a_s, s ~ Multinoulli(alpha_t) (REINFORCE)."""
+
+    SOFT = "soft"
+    HARD = "hard"
+
+
+class HardInference(Choice):
+    """How a hard-attention model attends at test time: the expected context, or the likeliest location."""
+
+    EXPECTATION = "expectation"
+    ARGMAX = "argmax"
+
+
+class CellKind(Choice):
+    LSTM = "lstm"
+    GRU = "gru"
+    RNN = "rnn"
+
+
+ATTENTION_KINDS = tuple(m.value for m in AttentionMode)
+HARD_INFERENCE = tuple(m.value for m in HardInference)
+CELL_KINDS = tuple(m.value for m in CellKind)
+
+
+def _register_yaml() -> None:
+    """Let `yaml.safe_dump` write a `Choice` as its plain string (run configs are YAML)."""
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - yaml is a dependency; without it nothing writes YAML
+        return
+    yaml.SafeDumper.add_multi_representer(Choice, lambda dumper, value: dumper.represent_str(value.value))
+
+
+_register_yaml()
+
+
+def _choice(kind: type[Choice], value: Any, name: str) -> Choice:
+    try:
+        return kind(value)
+    except ValueError:
+        valid = tuple(m.value for m in kind)
+        raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
 
 
 @dataclass
@@ -27,9 +82,9 @@ class ModelConfig:
     image_size: int | None = None       # None: the encoder's own default
     grid_size: int | None = None        # None: the encoder's natural conv grid
     fine_tune_blocks: int = 0           # 0 keeps the encoder frozen
-    attention: str = "soft"             # soft | hard
-    hard_inference: str = "expectation"  # how a hard model attends at test time: expectation | argmax
-    cell: str = "lstm"                  # lstm | gru | rnn
+    attention: AttentionMode = AttentionMode.SOFT
+    hard_inference: HardInference = HardInference.EXPECTATION  # how a hard model attends at test time
+    cell: CellKind = CellKind.LSTM
     num_layers: int = 1
     embed_dim: int = 512
     hidden_dim: int = 512
@@ -44,10 +99,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.reinforce, dict):
             self.reinforce = ReinforceConfig(**self.reinforce)
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
-        if self.hard_inference not in HARD_INFERENCE:
-            raise ValueError(f"hard_inference must be one of {HARD_INFERENCE}, got {self.hard_inference!r}")
+        self.attention = _choice(AttentionMode, self.attention, "attention")
+        self.hard_inference = _choice(HardInference, self.hard_inference, "hard_inference")
+        self.cell = _choice(CellKind, self.cell, "cell")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,14 +1,20 @@
-"""The Show, Attend and Tell decoder (Xu et al. 2015): a recurrent network that, at every step,
-attends over the image grid, gates the context, and predicts the next word.
+"""The Show, Attend and Tell decoder (Xu et al. 2015, section 3.1.2): a recurrent network that, at
+every step, attends over the image grid, gates the context, and predicts the next word.
 
-Training is teacher-forced over whole padded batches (a mask, never a shrinking batch); the word
-embeddings' share of the gates and the output layer run once over all steps, outside the loop.
-Inside it, every product with h_{t-1} is one matmul, and the per-step weights form their gradients
-once over all steps (`StepWeights`)."""
+    alpha_t = f_att(a, h_{t-1});  z_t = beta_t * phi(a, alpha_t),  beta_t = sigma(f_beta(h_{t-1}))
+    h_t = LSTM(E y_{t-1}, h_{t-1}, z_t)
+    p(y_t | a, y_1..y_{t-1}) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))        (deep output, eq. 7)
+
+`recur` is the one place that recurrence happens; decoding (`step`, driven by `captioning.search`)
+and the teacher-forced pass (`unroll`, used by `forward` and by the VQA decoder) both call it.
+They differ only in how the products with the weights are formed (`Reads`): one matmul per module
+while decoding, and in training every product with h_{t-1} fused into one matmul whose weight
+gradient is formed once over all steps (`ops.StepWeights`). Word embeddings' share of the gates
+and the output layer run once over all steps, outside the loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AdditiveAttention, expected_context, location_context
-from .cells import DerivedTensors, Linear, StackedRecurrent, State, StepWeights
-from .config import ModelConfig
+from .attention import AdditiveAttention
+from .cells import GATES, StackedRecurrent, State
+from .config import AttentionMode, ModelConfig
+from .hard_attention import Glimpse, Policy, attention_policy, reinforce_loss, repeat_samples
+from .ops import DerivedTensors, Linear, StepWeights
 
 
 class Memory(NamedTuple):
@@ -35,6 +43,26 @@ class Memory(NamedTuple):
 
 
 CONTEXT_TERMS_MAX_ROWS = 128  # B * P up to which `memory` precomputes them (a P x D x (G + E) product per image)
+
+
+class Reads(NamedTuple):
+    """How one step multiplies by the decoder's weights: the same maths, formed for speed."""
+
+    hidden: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
+    # h_{t-1} (B, H) -> (W_h h (B, A), f_beta(h) (B, 1) or None, layer 0's U h (B, G) or None: the cell forms it)
+    alpha: Callable[[torch.Tensor], torch.Tensor]          # W_h h_{t-1} (B, A) -> alpha (B, P)
+    context_gates: Callable[[torch.Tensor], torch.Tensor]  # z_t (B, D) -> Z z_t (B, G)
+
+
+class Unrolled(NamedTuple):
+    """A teacher-forced pass over T steps."""
+
+    hiddens: torch.Tensor     # (B, T, H) top-layer hidden state after each step
+    contexts: torch.Tensor    # (B, T, D) gated context of each step
+    alphas: torch.Tensor      # (B, T, P) attention of each step (zero past a row's length, when given)
+    state: State              # the state after each row's last step
+    log_p_locations: torch.Tensor | None  # (B, T) sampled hard attention: log p(s_t)
+    entropies: torch.Tensor | None        # (B, T)
 
 
 @dataclass
@@ -72,22 +100,27 @@ class OutputLayer(nn.Module):
 
 
 class ShowAttendTellDecoder(DerivedTensors, nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int, feature_dim: int):
+    """predict_initial_state: h_0, c_0 from the mean annotation vector (else zeros: the VQA decoder
+    reads the image as its first input); predict_words: build the output layer (a pointing VQA model
+    picks boxes instead)."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int, feature_dim: int, *, predict_initial_state: bool = True,
+                 predict_words: bool = True):
         super().__init__()
-        self.config = config
-        c = config
+        self.config = c = config
         self.embedding = nn.Embedding(vocab_size, c.embed_dim, padding_idx=0)
         self.attention = AdditiveAttention(feature_dim, c.hidden_dim, c.attention_dim)
         self.gate = Linear(c.hidden_dim, 1) if c.gate else None
-        self.rnn = StackedRecurrent(c.cell, {"lstm": 4, "gru": 3, "rnn": 1}[c.cell] * c.hidden_dim,
-                                    c.hidden_dim, c.num_layers, c.dropout)
+        self.rnn = StackedRecurrent(c.cell, GATES[c.cell] * c.hidden_dim, c.hidden_dim, c.num_layers, c.dropout)
         gates = self.rnn.gates_dim
         self.embed_gates = Linear(c.embed_dim, gates)           # W E y_{t-1} (+ bias), all steps at once
-        self.context_gates = Linear(feature_dim, gates, bias=False)  # W z_t, per step
-        # h_0 and c_0 are predicted from the mean annotation vector by two MLPs (paper, section 3.1.2).
-        self.init_h = Linear(feature_dim, c.num_layers * c.hidden_dim)
-        self.init_c = Linear(feature_dim, c.num_layers * c.hidden_dim) if self.rnn.has_cell_state else None
-        self.output = OutputLayer(c.embed_dim, c.hidden_dim, feature_dim, vocab_size, c.deep_output, c.dropout)
+        self.context_gates = Linear(feature_dim, gates, bias=False)  # Z z_t, per step
+        self.predicts_initial_state = predict_initial_state
+        if predict_initial_state:  # two MLPs on the mean annotation vector (paper, section 3.1.2)
+            self.init_h = Linear(feature_dim, c.num_layers * c.hidden_dim)
+            self.init_c = Linear(feature_dim, c.num_layers * c.hidden_dim) if self.rnn.has_cell_state else None
+        self.output = OutputLayer(c.embed_dim, c.hidden_dim, feature_dim, vocab_size, c.deep_output, c.dropout
+                                  ) if predict_words else None
         # REINFORCE's moving-average baseline: training state, saved with the weights.
         self.register_buffer("reward_baseline", torch.zeros(()))
         self.register_buffer("baseline_initialised", torch.zeros((), dtype=torch.bool))
@@ -108,68 +141,103 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         return self.derived("context_readers", readers, lambda: torch.cat([w.detach() for w in readers]).t().contiguous())
 
     def init_state(self, features: torch.Tensor) -> State:
-        mean = features.mean(dim=1)
+        """(h_0, c_0) (B, layers, H) from the grid (B, P, D): tanh(f_init(mean_i a_i)), or zeros."""
         shape = (features.shape[0], self.config.num_layers, self.config.hidden_dim)
+        if not self.predicts_initial_state:
+            zeros = features.new_zeros(shape)
+            return (zeros, zeros.clone()) if self.rnn.has_cell_state else (zeros,)
+        mean = features.mean(dim=1)
         h = torch.tanh(self.init_h(mean)).view(shape)
         return (h, torch.tanh(self.init_c(mean)).view(shape)) if self.init_c is not None else (h,)
 
+    def policy(self, sampling: bool) -> Policy:
+        """Soft, expected or argmax attention; sampled (hard attention in training) when `sampling`."""
+        return attention_policy(self.config, sampling)
+
     # ---- one step --------------------------------------------------------------------------
-    def _hidden_weights(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """The attention's W_h, the gate's f_beta and (one layer) the recurrent W_hh stacked into one
-        (weight, bias): every product with h_{t-1} in one matmul per step. Also the split sizes."""
+    def recur(self, x_gates: torch.Tensor, state: State, memory: Memory, reads: Reads,
+              policy: Policy) -> tuple[State, Glimpse]:
+        """The recurrence, once: attend with h_{t-1}, gate the context, run the cell on x_gates (B, G)
+        (the input's share of the gates) plus the context's. Returns the new state and what was read
+        (its context gated: L_z z_t when the memory holds context terms)."""
+        query, gate_logit, h_gates = reads.hidden(state[0][:, -1])
+        terms = memory.context_terms
+        glimpse = policy(memory.features if terms is None else terms, reads.alpha(query))
+        context = glimpse.context if gate_logit is None else torch.sigmoid(gate_logit) * glimpse.context
+        if terms is None:
+            context_gates = reads.context_gates(context)
+        else:  # attention read the grid's products [Z z_t, L_z z_t] directly
+            context_gates, context = context[:, :self.rnn.gates_dim], context[:, self.rnn.gates_dim:]
+        return self.rnn(x_gates + context_gates, state, h_gates), glimpse._replace(context=context)
+
+    def step(self, tokens: torch.Tensor, state: State, memory: Memory) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """Decode one word. tokens (B,) -> log-probabilities (B, V), new state, alpha (B, P)."""
+        memory = memory if isinstance(memory, Memory) else Memory(*memory)  # a caller's plain tuple of its fields
+        embedded = self.embedding(tokens)
+        state, glimpse = self.recur(self.embed_gates(embedded), state, memory, self.module_reads(memory), self.policy(False))
+        logits = self.output(embedded, state[0][:, -1], glimpse.context, context_projected=memory.context_terms is not None)
+        return logits.float().log_softmax(dim=-1), state, glimpse.alpha
+
+    def module_reads(self, memory: Memory, per_pass: bool = False) -> Reads:
+        """Each product by its module (decoding: cached transposed weights). per_pass: scores for a whole
+        teacher-forced pass (`attention.scorer`)."""
+        gate, attention = self.gate, self.attention
+        alpha = attention.scorer(memory.projected) if per_pass else \
+            (lambda query: attention.weights_from(memory.projected, query))
+        return Reads(lambda h: (attention.hidden_proj(h), gate(h) if gate is not None else None, None), alpha,
+                     self.context_gates)
+
+    def fused_reads(self, memory: Memory) -> Reads:
+        """[W_h; f_beta; U] h_{t-1} in one matmul per step, weight gradients once per pass (`StepWeights`)."""
         parts = [self.attention.hidden_proj, *([self.gate] if self.gate is not None else []),
                  *([self.rnn.hidden_proj[0]] if self.config.num_layers == 1 else [])]
         weight = torch.cat([p.weight for p in parts])
         bias = torch.cat([p.bias if p.bias is not None else weight.new_zeros(p.out_features) for p in parts])
-        return weight, bias, [p.out_features for p in parts]
+        from_hidden, sizes = StepWeights(weight, bias), [p.out_features for p in parts]
+        gated, fused_rnn = self.gate is not None, self.config.num_layers == 1
 
-    def _attend(self, memory: Memory, hidden_projected: torch.Tensor, gate_logit: torch.Tensor | None,
-                hard: str | None, scorer: Callable[[torch.Tensor], torch.Tensor] | None = None):
-        """Context for one step from W_h h_{t-1} and f_beta(h_{t-1}). hard: None (soft), 'sample' (training),
-        'argmax' (test). scorer: `attention.scorer(memory.projected)`, made once per teacher-forced pass."""
-        features, projected = memory[0], memory[1]
-        alpha = scorer(hidden_projected) if scorer else self.attention.weights_from(projected, hidden_projected)
-        log_p_location = entropy = None
-        if hard is None:
-            context = expected_context(features, alpha)
-        elif hard == "argmax":
-            context = location_context(features, alpha.argmax(dim=-1))
-        else:
-            location = torch.multinomial(alpha.detach().float(), 1).squeeze(1)
-            use_soft = torch.rand(alpha.shape[0], device=alpha.device) < self.config.reinforce.soft_probability
-            context = torch.where(use_soft.unsqueeze(1), expected_context(features, alpha),
-                                  location_context(features, location))
-            log_alpha = alpha.clamp_min(1e-12).log()
-            log_p_location = log_alpha.gather(1, location.unsqueeze(1)).squeeze(1) * (~use_soft)
-            entropy = -(alpha * log_alpha).sum(dim=-1)
-        if gate_logit is not None:
-            context = torch.sigmoid(gate_logit) * context
-        return context, alpha, log_p_location, entropy
+        def hidden(h: torch.Tensor):
+            products = from_hidden(h).split(sizes, dim=-1)
+            return products[0], products[1] if gated else None, products[-1] if fused_rnn else None
 
-    def _inference_mode(self) -> str | None:
-        if self.config.attention == "soft" or self.config.hard_inference == "expectation":
-            return None
-        return "argmax"
-
-    def step(self, tokens: torch.Tensor, state: State, memory: Memory) -> tuple[torch.Tensor, State, torch.Tensor]:
-        """Decode one word. tokens (B,) -> log-probabilities (B, V), new state, alpha (B, P)."""
-        embedded = self.embedding(tokens)
-        hidden = state[0][:, -1]
-        gate_logit = self.gate(hidden) if self.gate is not None else None
-        terms = memory[2] if len(memory) > 2 else None
-        if terms is None:
-            context, alpha, _, _ = self._attend(memory, self.attention.hidden_proj(hidden), gate_logit,
-                                                self._inference_mode())
-            context_gates, context_out = self.context_gates(context), context
-        else:  # the same attention over the grid's precomputed products: [W_z z_t, L_z z_t]
-            terms, alpha, _, _ = self._attend((terms, memory[1]), self.attention.hidden_proj(hidden), gate_logit,
-                                              self._inference_mode())
-            context_gates, context_out = terms[:, :self.rnn.gates_dim], terms[:, self.rnn.gates_dim:]
-        state = self.rnn(self.embed_gates(embedded) + context_gates, state)
-        logits = self.output(embedded, state[0][:, -1], context_out, context_projected=terms is not None)
-        return logits.float().log_softmax(dim=-1), state, alpha
+        context_gates = StepWeights(self.context_gates.weight)
+        return Reads(hidden, self.attention.scorer(memory.projected), context_gates)
 
     # ---- teacher-forced training -----------------------------------------------------------
+    def unroll(self, x_gates: Sequence[torch.Tensor], state: State, memory: Memory, policy: Policy, *,
+               fused: bool = True, lengths: torch.Tensor | None = None) -> Unrolled:
+        """`recur` over the per-step input gates x_gates[t] (B, G). lengths (B,): rows stop updating their
+        state (and attend nowhere) past their length. fused: `fused_reads`, else `module_reads`."""
+        reads = self.fused_reads(memory) if fused else self.module_reads(memory, per_pass=True)
+        hiddens, contexts, alphas, log_ps, entropies = [], [], [], [], []
+        for t, gates in enumerate(x_gates):
+            new, glimpse = self.recur(gates, state, memory, reads, policy)
+            alpha = glimpse.alpha
+            if lengths is None:
+                state = new
+            else:
+                live = (t < lengths).view(-1, 1, 1)
+                state = tuple(torch.where(live, n, s) for n, s in zip(new, state, strict=True))
+                alpha = alpha * live[:, 0]
+            hiddens.append(new[0][:, -1])
+            contexts.append(glimpse.context)
+            alphas.append(alpha)
+            log_ps.append(glimpse.log_p_location)
+            entropies.append(glimpse.entropy)
+        sampled = log_ps[0] is not None
+        return Unrolled(torch.stack(hiddens, 1), torch.stack(contexts, 1), torch.stack(alphas, 1), state,
+                        torch.stack(log_ps, 1) if sampled else None, torch.stack(entropies, 1) if sampled else None)
+
+    def sampling(self) -> bool:
+        """Hard attention in training: N sampled attention sequences per example, REINFORCE."""
+        return self.config.attention == AttentionMode.HARD and self.training
+
+    def reinforce_loss(self, reward: torch.Tensor, mask: torch.Tensor, out: Unrolled,
+                       n_tokens: torch.Tensor) -> torch.Tensor:
+        """`hard_attention.reinforce_loss` with this decoder's moving-average baseline."""
+        return reinforce_loss(self.config.reinforce, reward, mask, out.log_p_locations, out.entropies, n_tokens,
+                              self.reward_baseline, self.baseline_initialised)
+
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
         """features (I, P, D) of I images; captions (I * k, T+1) = <start> w_1 ... <end> <pad>..., rows
         i*k .. i*k+k-1 describing image i (k = 1: one caption per grid). Loss over all targets.
@@ -179,10 +247,10 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         per_image, remainder = divmod(captions.shape[0], features.shape[0])
         if remainder or not per_image:
             raise ValueError(f"{captions.shape[0]} captions do not split evenly over {features.shape[0]} images")
-        hard = self.config.attention == "hard" and self.training
+        sampling = self.sampling()
         memory, state = self.memory(features, context_terms=False), self.init_state(features)
-        if hard:  # N Monte-Carlo attention sequences per caption; each image's grid is still read once per step
-            captions = captions.repeat_interleave(self.config.reinforce.samples, 0)
+        if sampling:  # N Monte-Carlo attention sequences per caption; each image's grid is still read once per step
+            (captions,) = repeat_samples(self.config.reinforce.samples, captions)
             per_image *= self.config.reinforce.samples
         state = tuple(s.repeat_interleave(per_image, 0) for s in state) if per_image > 1 else state
         inputs, targets = captions[:, :-1], captions[:, 1:]
@@ -192,59 +260,20 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
 
         embedded = self.embedding(inputs)            # (B, T, E)
         # (B, G) per step, computed once for all steps; unbind makes one gradient tensor, not one per step
-        embed_gates = self.embed_gates(embedded).unbind(1)
-        weight, bias, sizes = self._hidden_weights()
-        from_hidden = StepWeights(weight, bias)     # [W_h; f_beta; W_hh] h_{t-1}
-        context_gates = StepWeights(self.context_gates.weight)
-        fused_rnn = self.config.num_layers == 1
-        mode = "sample" if hard else self._inference_mode()
-        scorer = self.attention.scorer(memory.projected)
-        hiddens, contexts, alphas, log_p_locations, entropies = [], [], [], [], []
-        for t in range(steps):
-            products = from_hidden(state[0][:, -1]).split(sizes, dim=-1)
-            gate_logit = products[1] if self.gate is not None else None
-            context, alpha, log_p, entropy = self._attend(memory, products[0], gate_logit, mode, scorer)
-            state = self.rnn(embed_gates[t] + context_gates(context), state, products[-1] if fused_rnn else None)
-            hiddens.append(state[0][:, -1])
-            contexts.append(context)
-            alphas.append(alpha)
-            if hard:
-                log_p_locations.append(log_p)
-                entropies.append(entropy)
+        out = self.unroll(self.embed_gates(embedded).unbind(1), state, memory, self.policy(sampling))
 
         # Output layer and loss only where there is a target word (no padding rows).
         rows = mask.nonzero(as_tuple=True)
-        logits = self.output(embedded[rows], torch.stack(hiddens, 1)[rows], torch.stack(contexts, 1)[rows])
+        logits = self.output(embedded[rows], out.hiddens[rows], out.contexts[rows])
         token_log_probs = -F.cross_entropy(logits.float(), targets[rows], reduction="none")
         sequence_log_probs = torch.zeros(captions.shape[0], device=logits.device).index_add(0, rows[0], token_log_probs)
         n_tokens = mask.sum()
         nll = -token_log_probs.sum() / n_tokens
 
-        maskf = mask.unsqueeze(-1).to(alphas[0].dtype)
-        alpha_seq = torch.stack(alphas, 1) * maskf  # (B, T, P)
+        alpha_seq = out.alphas * mask.unsqueeze(-1).to(out.alphas.dtype)  # (B, T, P)
         # Doubly stochastic attention: every location should receive about one unit of attention overall.
         penalty = self.config.doubly_stochastic * ((1.0 - alpha_seq.sum(dim=1)) ** 2).sum(dim=1).mean()
         loss = nll + penalty
-        if hard:
-            loss = loss + self._reinforce_loss(sequence_log_probs, mask, torch.stack(log_p_locations, 1),
-                                               torch.stack(entropies, 1), n_tokens)
+        if sampling:
+            loss = loss + self.reinforce_loss(sequence_log_probs, mask, out, n_tokens)
         return DecoderOutput(loss, nll, penalty, alpha_seq, sequence_log_probs)
-
-    def _reinforce_loss(self, sequence_log_probs: torch.Tensor, mask: torch.Tensor, log_p_locations: torch.Tensor,
-                        entropies: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
-        """-(lambda_r (R - b) sum_t log p(s_t) + lambda_e H[s]) with R the per-word log-likelihood.
-
-        The reward is divided by caption length so one scalar baseline fits captions of any length."""
-        r = self.config.reinforce
-        maskf = mask.to(log_p_locations.dtype)
-        reward = (sequence_log_probs / mask.sum(dim=1)).detach()
-        with torch.no_grad():
-            batch_mean = reward.mean()
-            if not bool(self.baseline_initialised):
-                self.reward_baseline.copy_(batch_mean)
-                self.baseline_initialised.fill_(True)
-            advantage = reward - self.reward_baseline
-            self.reward_baseline.mul_(r.baseline_decay).add_((1 - r.baseline_decay) * batch_mean)
-        score_function = (advantage.unsqueeze(1) * log_p_locations * maskf).sum()
-        entropy = (entropies * maskf).sum()
-        return -(r.reward_weight * score_function + r.entropy_weight * entropy) / n_tokens

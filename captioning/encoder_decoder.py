@@ -12,6 +12,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .encoders import create_encoder
+from .search import DEFAULT_BEAM_SIZE, Hypothesis, beam_search, forbid, sequential_search
 from .vocab import Vocabulary
 
 
@@ -59,6 +60,29 @@ class EncoderDecoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
+
+    @torch.no_grad()
+    def decode(self, state: tuple, memory: Any, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
+               temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
+               num_results: int = 1, seed: int | None = None) -> list[list[Hypothesis]]:
+        """Words from the decoder's `step`, starting at <start> in `state` (one row per image) over `memory`:
+        greedy (beam_size 1), sampling (`sample`, softmax(logits / temperature)) or beam search, which
+        returns up to `num_results` hypotheses per image (the others one). The one way both products decode."""
+        v = self.vocab
+        max_len = self.config.max_len if max_len is None else max_len
+        if max_len < 1 or beam_size < 1 or num_results < 1:
+            raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
+                             f"(got {max_len}, {beam_size}, {num_results})")
+        step = forbid(self.decoder.step, (v.unk_id,))  # never generate <unk>
+        if sample or beam_size == 1:
+            device = state[0].device
+            gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+            return [[h] for h in sequential_search(step, state, memory, start_id=v.start_id, end_id=v.end_id,
+                                                   max_len=max_len, temperature=temperature if sample else None,
+                                                   generator=gen)]
+        return beam_search(step, state, memory, start_id=v.start_id, end_id=v.end_id, pad_id=v.pad_id,
+                           max_len=max_len, beam_size=beam_size, length_penalty=length_penalty,
+                           num_results=num_results)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Weights worth saving: all of them except a frozen pretrained encoder (rebuilt on load)."""

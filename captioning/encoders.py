@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .cells import DerivedTensors
 from .efficientnet_lite import EfficientNetLite0, fold_batchnorm, load_lite0_imagenet
+from .ops import DerivedTensors
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

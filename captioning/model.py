@@ -14,7 +14,7 @@ from .config import ModelConfig
 from .decoder import DecoderOutput, ShowAttendTellDecoder
 from .encoder_decoder import EncoderDecoder
 from .encoder_decoder import resolve_checkpoint as resolve_folder
-from .search import Hypothesis, beam_search, sequential_search
+from .search import DEFAULT_BEAM_SIZE, Hypothesis
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 FORMAT = "showtell-captioner/1"
@@ -41,7 +41,7 @@ class Captioner(EncoderDecoder):
 
     # ---- decoding ------------------------------------------------------------------------
     @torch.inference_mode()
-    def caption(self, images: Sequence[Image.Image], *, beam_size: int = 3, sample: bool = False,
+    def caption(self, images: Sequence[Image.Image], *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
                 temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
                 num_results: int = 1, batch_size: int = 32, seed: int | None = None) -> list[CaptionResult]:
         """Caption PIL images of any size and mode. beam_size=1 is greedy; sample=True samples."""
@@ -61,28 +61,17 @@ class Captioner(EncoderDecoder):
         return out
 
     @torch.inference_mode()
-    def caption_features(self, features: torch.Tensor, *, beam_size: int = 3, sample: bool = False,
+    def caption_features(self, features: torch.Tensor, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
                          temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
                          num_results: int = 1, seed: int | None = None) -> list[CaptionResult]:
         """Caption from encoder grids (B, P, D), e.g. read from a feature cache."""
+        if num_results < 1:
+            raise ValueError(f"num_results must be >= 1, got {num_results}")
         features = features.to(self.device, next(self.decoder.parameters()).dtype)
-        dec = self.decoder
-        memory, state = tuple(dec.memory(features)), dec.init_state(features)
-        v = self.vocab
-        max_len = self.config.max_len if max_len is None else max_len
-        if max_len < 1 or beam_size < 1 or num_results < 1:
-            raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
-                             f"(got {max_len}, {beam_size}, {num_results})")
-        step = dec.step
-        if sample or beam_size == 1:
-            gen = torch.Generator(device=features.device).manual_seed(seed) if seed is not None else None
-            hyps = [[h] for h in sequential_search(step, state, memory, start_id=v.start_id, end_id=v.end_id,
-                                                   max_len=max_len, temperature=temperature if sample else None,
-                                                   generator=gen)]
-        else:
-            hyps = beam_search(step, state, memory, start_id=v.start_id, end_id=v.end_id, pad_id=v.pad_id,
-                               max_len=max_len, beam_size=beam_size, length_penalty=length_penalty,
-                               num_results=max(num_results, min(beam_size, 5)))
+        memory, state = self.decoder.memory(features), self.decoder.init_state(features)
+        hyps = self.decode(state, memory, beam_size=beam_size, sample=sample, temperature=temperature,
+                           max_len=max_len, length_penalty=length_penalty, seed=seed,
+                           num_results=max(num_results, min(beam_size, 5)))
         return [self._result(h[:num_results] if num_results > 1 else h) for h in hyps]
 
     def _result(self, hyps: list[Hypothesis]) -> CaptionResult:

@@ -1,7 +1,8 @@
 """Decoding written once: greedy, temperature sampling and batched beam search.
 
-Every function drives a `step(tokens, state, memory) -> (log_probs, state, alpha)` callable; state
-and memory are tuples of batch-first tensors, so search knows nothing about the model inside.
+Every function drives a `step(tokens, state, memory) -> (log_probs, state, alpha)` callable: state
+is a tuple of batch-first tensors, one row per hypothesis; memory is whatever the step reads per
+image (the decoder's `Memory`), passed through untouched, so search knows nothing about the model.
 Memory keeps one row per image even when the state has several rows (beams) per image: rows
 i*k .. i*k+k-1 of the state belong to image i, and the step reads memory row i for all of them
 (`ShowAttendTellDecoder.step` does), so each beam step reads every image grid once, not k times."""
@@ -10,12 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-DEFAULT_BEAM_SIZE = 3
-Step = Callable[[torch.Tensor, tuple, tuple], tuple[torch.Tensor, tuple, torch.Tensor]]
+DEFAULT_BEAM_SIZE = 3  # what `caption`, `answer` and the commands use unless told otherwise
 
+Step = Callable[[torch.Tensor, tuple, Any], tuple[torch.Tensor, tuple, torch.Tensor]]
+
+
+
+def forbid(step: Step, token_ids: tuple[int, ...]) -> Step:
+    """`step` whose log-probabilities of `token_ids` are -inf: search never says them. Generation uses it
+    for <unk> (a caption or answer never names an unknown word); scoring given text does not."""
+    def forbidden(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
+        log_probs, state, alpha = step(tokens, state, memory)
+        banned = torch.tensor(token_ids, device=log_probs.device)
+        return log_probs.index_fill(-1, banned, float("-inf")), state, alpha
+    return forbidden
 
 @dataclass
 class Hypothesis:
@@ -38,13 +51,12 @@ def _normalised(log_prob: torch.Tensor, length: torch.Tensor, length_penalty: fl
 
 
 @torch.no_grad()
-def sequential_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_id: int, max_len: int,
+def sequential_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id: int, max_len: int,
                       temperature: float | None = None, generator: torch.Generator | None = None) -> list[Hypothesis]:
     """Greedy decoding (temperature None) or sampling from softmax(logits / temperature)."""
     if temperature is not None and temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    batch = memory[0].shape[0]
-    device = memory[0].device
+    batch, device = state[0].shape[0], state[0].device
     tokens = torch.full((batch,), start_id, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     total = torch.zeros(batch, device=device)
@@ -77,8 +89,9 @@ def sequential_search(step: Step, state: tuple, memory: tuple, *, start_id: int,
 
 
 @torch.no_grad()
-def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_id: int, pad_id: int, max_len: int,
-                beam_size: int, length_penalty: float = 0.0, num_results: int = 1) -> list[list[Hypothesis]]:
+def beam_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id: int, pad_id: int, max_len: int,
+                beam_size: int = DEFAULT_BEAM_SIZE, length_penalty: float = 0.0,
+                num_results: int = 1) -> list[list[Hypothesis]]:
     """Beam search over many images at once; returns the `num_results` best hypotheses per image.
 
     Finished beams stay in the beam with a frozen score (their only continuation is <pad> at
@@ -88,12 +101,10 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
     Plain beam search can lose the greedy path and end with K beams cut at `max_len`, all worse
     than the greedy caption. One extra lane per image follows the greedy path, so the result is
     never less likely than greedy decoding (for beam_size 1 the beam is the greedy path)."""
-    batch = memory[0].shape[0]
-    k = beam_size
-    if k < 1:
+    if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    k, batch, device = beam_size, state[0].shape[0], state[0].device
     lanes = k + 1 if k > 1 else 1  # the beams, then the greedy lane
-    device = memory[0].device
     state = _repeat(state, lanes)  # memory stays one row per image (see the module docstring)
     tokens = torch.full((batch * lanes,), start_id, dtype=torch.long, device=device)
     scores = torch.full((batch, lanes), float("-inf"), device=device)
@@ -107,21 +118,12 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
     frozen = None  # what a finished lane may emit: only <pad>, at no cost
     for _ in range(max_len):
         log_probs, new_state, alpha = step(tokens, state, memory)
-        vocab = log_probs.shape[-1]
-        log_probs = log_probs.view(batch, lanes, vocab)
+        log_probs = log_probs.view(batch, lanes, -1)
         if frozen is None:
-            frozen = torch.full((vocab,), float("-inf"), device=device, dtype=log_probs.dtype)
+            frozen = torch.full(log_probs.shape[-1:], float("-inf"), device=device, dtype=log_probs.dtype)
             frozen[pad_id] = 0.0
         log_probs = torch.where(finished.unsqueeze(-1), frozen, log_probs)
-        candidates = (scores[:, :k].unsqueeze(-1) + log_probs[:, :k]).view(batch, k * vocab)
-        beam_scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first
-        parent, words = flat // vocab, flat % vocab
-        if lanes > k:
-            greedy_lp, greedy_words = log_probs[:, k:].max(dim=-1)
-            scores = torch.cat([beam_scores, scores[:, k:] + greedy_lp], dim=1)
-            parent, words = torch.cat([parent, greedy_parent], 1), torch.cat([words, greedy_words], 1)
-        else:
-            scores = beam_scores
+        scores, parent, words = _advance(scores, log_probs, k, greedy_parent)
         state = tuple(s.index_select(0, (offsets + parent).view(-1)) for s in new_state)
         was_finished = finished.gather(1, parent)
         finished = was_finished | (words == end_id)
@@ -132,9 +134,33 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
         tokens = words.view(-1)
         if bool(finished.all()):
             break
+    seq, att = _backtrack(token_hist, parent_hist, alpha_hist)
+    ranked = _normalised(scores, lengths, length_penalty)
+    return _best(seq, att, scores, ranked, finished, lengths, num_results)
 
-    # Walk the back-pointers once at the end instead of copying histories every step.
-    steps = len(token_hist)
+
+def _advance(scores: torch.Tensor, log_probs: torch.Tensor, k: int,
+             greedy_parent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One beam step: (scores (B, lanes), parent lane (B, lanes), word (B, lanes)) from the lanes' scores
+    and next-word log-probabilities (B, lanes, V); the top k of the beams' continuations, then the
+    greedy lane's best word."""
+    batch, _, vocab = log_probs.shape
+    candidates = (scores[:, :k].unsqueeze(-1) + log_probs[:, :k]).view(batch, k * vocab)
+    beam_scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first
+    parent, words = flat // vocab, flat % vocab
+    if scores.shape[1] == k:
+        return beam_scores, parent, words
+    greedy_lp, greedy_words = log_probs[:, k:].max(dim=-1)
+    return (torch.cat([beam_scores, scores[:, k:] + greedy_lp], dim=1), torch.cat([parent, greedy_parent], 1),
+            torch.cat([words, greedy_words], 1))
+
+
+def _backtrack(token_hist: list[torch.Tensor], parent_hist: list[torch.Tensor],
+               alpha_hist: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walk the back-pointers once at the end instead of copying histories every step:
+    (B, lanes, steps) words and (B, lanes, steps, P) attention of every lane's path."""
+    steps, (batch, lanes) = len(token_hist), token_hist[0].shape
+    device = token_hist[0].device
     lane = torch.arange(lanes, device=device).expand(batch, lanes)
     seq = torch.empty(batch, lanes, steps, dtype=torch.long, device=device)
     att = torch.empty(batch, lanes, steps, alpha_hist[0].shape[-1], device=device)
@@ -142,10 +168,15 @@ def beam_search(step: Step, state: tuple, memory: tuple, *, start_id: int, end_i
         seq[:, :, t] = token_hist[t].gather(1, lane)
         att[:, :, t] = alpha_hist[t].gather(1, lane.unsqueeze(-1).expand(-1, -1, att.shape[-1]))
         lane = parent_hist[t].gather(1, lane)
-    ranked = _normalised(scores, lengths, length_penalty)
+    return seq, att
+
+
+def _best(seq: torch.Tensor, att: torch.Tensor, scores: torch.Tensor, ranked: torch.Tensor, finished: torch.Tensor,
+          lengths: torch.Tensor, num_results: int) -> list[list[Hypothesis]]:
+    """The `num_results` best distinct, finite hypotheses of each image, by `ranked`."""
     seq, att, scores, ranked, finished, lengths = (x.cpu() for x in (seq, att, scores, ranked, finished, lengths))
     results = []
-    for b in range(batch):
+    for b in range(seq.shape[0]):
         hyps, seen = [], set()
         for j in ranked[b].argsort(descending=True).tolist():
             n = int(lengths[b, j]) - int(finished[b, j])

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from bench import bench
 from bench.baseline import from_showtell, tutorial_beam_search, tutorial_loss
-from captioning.cells import Linear, StepWeights
 from captioning.config import ModelConfig
 from captioning.decoder import ShowAttendTellDecoder
+from captioning.ops import Linear, StepWeights
 from captioning.search import beam_search
 
 CPU = torch.device("cpu")
@@ -34,7 +34,7 @@ def test_baseline_computes_our_model():
             one = features[i:i + 1]
             words, log_prob = tutorial_beam_search(base, one, start_id=bench.START, end_id=bench.END, beam_size=1,
                                                    max_len=6)
-            (hyp,) = beam_search(ours.step, ours.init_state(one), tuple(ours.memory(one)), start_id=bench.START,
+            (hyp,) = beam_search(ours.step, ours.init_state(one), ours.memory(one), start_id=bench.START,
                                  end_id=bench.END, pad_id=bench.PAD, max_len=6, beam_size=1)[0]
             assert words == hyp.token_ids
             assert log_prob == pytest.approx(hyp.log_prob, abs=1e-4)

@@ -140,8 +140,9 @@ def test_blocked_attention_scores_have_plain_autograd_gradients(monkeypatch, per
     """`StepScores` (blocked, recomputing tanh, summing the projection's gradient over steps) against
     the same steps through plain autograd, in float64, with blocks that do not divide the batch."""
     from captioning import attention as att_module
+    from captioning.ops import attention_scores
 
-    monkeypatch.setattr(att_module, "BLOCK_ELEMENTS", 2 * per_image * 9 * 5)  # 2 images per block
+    monkeypatch.setattr(attention_scores, "BLOCK_ELEMENTS", 2 * per_image * 9 * 5)  # 2 images per block
     torch.manual_seed(0)
     att = att_module.AdditiveAttention(11, 6, 5).double()
     feats = torch.randn(5, 9, 11, dtype=torch.float64)
@@ -154,7 +155,7 @@ def test_blocked_attention_scores_have_plain_autograd_gradients(monkeypatch, per
             h.grad = None
         projected = att.project(feats)
         weights = att.scorer(projected) if blocked else \
-            (lambda q: att_module.additive_weights(projected, q, att.score.weight, att.score.bias))
+            (lambda q: attention_scores.additive_weights(projected, q, att.score.weight, att.score.bias))
         loss = sum((weights(att.hidden_proj(h)) * t).sum() for h, t in zip(hiddens, targets, strict=True))
         loss.backward()
         return [p.grad.clone() for p in att.parameters()] + [h.grad.clone() for h in hiddens]
@@ -163,5 +164,5 @@ def test_blocked_attention_scores_have_plain_autograd_gradients(monkeypatch, per
         assert torch.allclose(a, b, atol=1e-12)
     with torch.no_grad():  # the no-autograd path (decoding) is blocked too
         projected, q = att.project(feats), att.hidden_proj(hiddens[0])
-        plain = att_module.additive_weights(projected, q, att.score.weight, att.score.bias)
+        plain = attention_scores.additive_weights(projected, q, att.score.weight, att.score.bias)
         assert torch.allclose(att.weights_from(projected, q), plain, atol=1e-12)

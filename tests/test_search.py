@@ -8,7 +8,7 @@ from .helpers import random_features, tiny_captioner
 
 def decode_args(model, feats):
     dec, v = model.decoder, model.vocab
-    return dict(step=dec.step, state=dec.init_state(feats), memory=tuple(dec.memory(feats)),
+    return dict(step=dec.step, state=dec.init_state(feats), memory=dec.memory(feats),
                 start_id=v.start_id, end_id=v.end_id, max_len=12)
 
 

@@ -54,7 +54,7 @@ def test_candidate_score_is_the_step_by_step_log_likelihood(attention):
                                                                                  end_id=2))
                 total, token = 0.0, torch.tensor([v.start_id])
                 for word in [*cand, v.end_id]:
-                    log_probs, state, _ = model.decoder.step(token, state, tuple(memory))
+                    log_probs, state, _ = model.decoder.step(token, state, memory)
                     total += float(log_probs[0, word])
                     token = torch.tensor([word])
                 assert scores[b, k].item() == pytest.approx(total, abs=1e-4)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from captioning.device import resolve_device
 from captioning.figures import attention_figure
 from captioning.images import open_image
+from captioning.search import DEFAULT_BEAM_SIZE
 
-from .evaluate import resolve_device
+from .config import QATask
 from .model import AnswerResult, load_answerer
 
 
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--choices", nargs="+", metavar="CHOICE",
                         help="candidate answers to pick from (pointing: boxes as x,y,width,height)")
     parser.add_argument("--attention-out", metavar="FILE", help="save a PNG: one attention map per question word")
-    parser.add_argument("--beam-size", type=int, default=3, help="open-ended decoding beam (1: greedy)")
+    parser.add_argument("--beam-size", type=int, default=DEFAULT_BEAM_SIZE, help="open-ended decoding beam (1: greedy)")
     parser.add_argument("--device", default="auto")
 
 
@@ -34,7 +36,7 @@ def main(args: argparse.Namespace) -> AnswerResult:
         print(f"notice: {notice}", file=sys.stderr)
     print(f"answer: {result.text}")
     heading = "choice" if args.choices else "candidate (beam search)"
-    unit = "box logit" if model.config.task == "pointing" else "log p(answer)"
+    unit = "box logit" if model.config.task == QATask.POINTING else "log p(answer)"
     print(f"  {unit:>13}  {heading}")
     for label, score in sorted(zip(result.choices, result.scores, strict=True), key=lambda x: -x[1]):
         print(f"  {score:>13.4f}  {label}{'  <-' if label == result.text else ''}")

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioning.cli_base import OneLineErrorParser, run_command
+from captioning.runtime import passive_openmp
 
-from . import answer, evaluate, train
+passive_openmp()  # before the commands below load torch (and its OpenMP): idle threads sleep, not spin
+
+from captioning.cli_base import OneLineErrorParser, run_command  # noqa: E402
+
+from . import answer, evaluate, train  # noqa: E402
 
 COMMANDS = {
     "train": (train, "train a question answerer (Visual7W, easy-VQA, shapes)"),

@@ -182,7 +182,7 @@ def _qa(qa: Any, at: str, task: QATask, boxes: dict[int, Box], seen: dict[int | 
     answer = qa.get("answer") if isinstance(qa, dict) else None
     if task == QATask.POINTING and isinstance(answer, str) or task == QATask.TELLING and isinstance(answer, int) \
             and not isinstance(answer, bool):
-        other = "telling" if task == QATask.POINTING else "pointing"  # the wrong file: not skippable
+        other = (QATask.TELLING if task == QATask.POINTING else QATask.POINTING).value  # the wrong file: not skippable
         raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
                            f"this is a {other} file; use --task {other}")
     kind = int if task == QATask.POINTING else str

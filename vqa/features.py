@@ -38,14 +38,11 @@ def pooled_crops(encoder: ImageEncoder, image: Image.Image, boxes: Sequence[Box]
 
 
 class BoxFeatures:
-    """Pooled crop features of boxes: `features[box_id]` -> (D,) float tensor."""
+    """Pooled crop features of boxes, looked up by box id (`stack`)."""
 
     def __init__(self, ids: list[int], array: np.ndarray):
         self.rows = {box_id: i for i, box_id in enumerate(ids)}
         self.array = array
-
-    def __getitem__(self, box_id: int) -> torch.Tensor:
-        return torch.from_numpy(self.array[self.rows[box_id]].astype(np.float32))
 
     def stack(self, box_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """(B, K) box ids -> (B, K, D)."""

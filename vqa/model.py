@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from captioning.encoder_decoder import EncoderDecoder
-from captioning.search import Hypothesis, beam_search, sequential_search
+from captioning.search import DEFAULT_BEAM_SIZE, Hypothesis
 from captioning.vocab import UNK, Vocabulary, tokenize
 
-from .config import AnswererConfig
+from .config import AnswererConfig, QATask
 from .data import Box
 from .decoder import QuestionAnsweringDecoder, pack
 from .features import pooled_crops
@@ -111,18 +111,14 @@ class Answerer(EncoderDecoder):
         seq = pack(questions, None, start_id=v.start_id, end_id=v.end_id).to(features.device)
         return self.decoder(features, seq, box_features.to(features)).scores
 
-    def generate(self, features: torch.Tensor, questions: list[list[int]], *, beam_size: int = 3,
+    def generate(self, features: torch.Tensor, questions: list[list[int]], *, beam_size: int = DEFAULT_BEAM_SIZE,
                  max_len: int | None = None, num_results: int = 1) -> list[list[Hypothesis]]:
-        """Open-ended answers: the question is read, then `captioning.search` decodes from <start>."""
+        """Open-ended answers: the question is read, then `decode` (`captioning.search`) goes on from <start>."""
         v = self.vocab
         seq = pack(questions, None, start_id=v.start_id, end_id=v.end_id).to(features.device)
         state, memory, _ = self.decoder.encode(features, seq)
-        max_len = max_len or self.config.max_len
-        if beam_size == 1:
-            return [[h] for h in sequential_search(self.decoder.step, state, tuple(memory), start_id=v.start_id,
-                                                   end_id=v.end_id, max_len=max_len)]
-        return beam_search(self.decoder.step, state, tuple(memory), start_id=v.start_id, end_id=v.end_id,
-                           pad_id=v.pad_id, max_len=max_len, beam_size=beam_size, num_results=num_results)
+        return self.decode(state, memory, beam_size=beam_size, max_len=max_len or self.config.max_len,
+                           num_results=num_results)
 
     def question_attention(self, features: torch.Tensor, question: list[int]) -> torch.Tensor:
         """(words, H, W): the attention of the step that read each question word."""
@@ -135,12 +131,12 @@ class Answerer(EncoderDecoder):
     # ---- one image, one question --------------------------------------------------------------
     @torch.inference_mode()
     def answer(self, image: Image.Image, question: str, choices: Sequence | None = None, *,
-               beam_size: int = 3, max_len: int | None = None) -> AnswerResult:
+               beam_size: int = DEFAULT_BEAM_SIZE, max_len: int | None = None) -> AnswerResult:
         """Answer `question` about a PIL image. Telling: with `choices` the best-scoring one, without
         them a generated answer. Pointing: `choices` are boxes (x, y, width, height)."""
         ids, words, truncated = read_question(self.vocab, question, self.config.max_question_len)
         notices = [f"question truncated to its first {self.config.max_question_len} words"] if truncated else []
-        pointing = self.config.task == "pointing"
+        pointing = self.config.task == QATask.POINTING
         if choices is not None and len(choices) == 0:
             raise QuestionError("choices is empty: give at least one candidate, or None for an open-ended answer")
         if pointing and not choices:
@@ -173,8 +169,6 @@ class Answerer(EncoderDecoder):
             return AnswerResult(labels[best], scores, labels, attention, words, truncated, answer_attention, notices)
         finally:
             self.train(was_training)
-
-    # ---- persistence ----------------------------------------------------------------------------
 
 
 def load_answerer(path: str | os.PathLike, device: str | torch.device = "cpu", *,
