@@ -19,6 +19,7 @@ from captioning.images import ImageLoadError, open_image
 from captioning.model import BUNDLED_DIR as CAPTION_BUNDLED_DIR
 from captioning.model import resolve_checkpoint
 from captioning.search import DEFAULT_BEAM_SIZE
+from captioning.vocab import tokenize
 
 from .overlay import display_copy
 
@@ -212,7 +213,10 @@ def question_labels(result: Any, question: str, count: int) -> list[str]:
     for name in ("tokens", "question_tokens", "words"):
         tokens = getattr(result, name, None)
         if tokens is not None and len(tokens) == count:
-            return [str(t) for t in tokens]
+            asked = tokenize(question)
+            # an unknown word is labelled by itself, marked, never as a bare <unk>
+            return [f"{asked[i]} (unknown)" if str(t) == "<unk>" and i < len(asked) else str(t)
+                    for i, t in enumerate(tokens)]
     words = re.findall(r"[\w']+", question.lower())
     if len(words) == count:
         return words

@@ -247,7 +247,8 @@ def attention_views(item: be.LoadedImage, result, question: str, heat) -> None:
         maps = overlay.as_maps(attention)
         with heat:
             st.image(overlay.heatmap(item.preview, maps.mean(axis=0)), width="stretch",
-                     caption="attention over the whole question", alt="question attention map")
+                     caption="attention while reading the question (the mean of one map per word, below)",
+                     alt="question attention map")
         if len(maps) > 1:
             labels = be.question_labels(result, question, len(maps))
             st.image(overlay.strip(item.preview, labels, maps, with_image=False),

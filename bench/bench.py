@@ -55,6 +55,8 @@ class Sizes:
 
 
 COCO = Sizes()
+# The bundled flickr8k captioner: 2,540 words, Lite0 at 320 px (10x10x1280), 512-d; Flickr8k captions ~11 words.
+FLICKR8K = Sizes(vocab=2540, positions=100, feature_dim=1280, mean_words=10.9, sd_words=3.8, max_words=20)
 TOY = Sizes(vocab=40, positions=9, feature_dim=24, embed_dim=16, hidden_dim=16, attention_dim=8, decode_steps=4)
 
 
@@ -390,6 +392,38 @@ def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
     return results
 
 
+PHOTO = Path(__file__).resolve().parent.parent / "app" / "examples" / "astronaut-eileen-collins.jpg"
+
+
+def bench_photo_latency(device: torch.device, repeats: int, name: str = "flickr8k", warmup: int = 3) -> list[Result]:
+    """The bundled photo captioner on one 640x480 photo as the app runs it (encoder + beam 3) against a
+    tutorial-style pipeline of the same sizes: the plain encoder trunk and the tutorial's beam search,
+    decoding as many steps as our caption took (random weights with <end> disabled)."""
+    if not (BUNDLED_DIR / name).exists() or not PHOTO.exists():
+        return []
+    trained = load_captioner(name, device)
+    photo = Image.open(PHOTO).convert("RGB").resize((640, 480))
+    steps = len(trained.caption([photo], beam_size=3)[0].tokens) + 1
+    c = trained.config
+    base = tutorial_decoder(Sizes(embed_dim=c.embed_dim, hidden_dim=c.hidden_dim, attention_dim=c.attention_dim),
+                            device, len(trained.vocab), trained.encoder.channels).eval()
+    with torch.no_grad():
+        base.fc.bias[END] = float("-inf")
+    base_encoder = copy.deepcopy(trained.encoder)
+    base_encoder.fold = None  # the tutorial's encoder: the trunk as built, BatchNorm layers and all
+
+    @torch.no_grad()
+    def run_base() -> None:
+        features = base_encoder(base_encoder.preprocess([photo]).to(device))
+        tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=steps)
+
+    runs = interleaved({"ours": lambda: trained.caption([photo], beam_size=3), "baseline": run_base}, device,
+                       repeats, warmup=warmup)
+    size, grid = trained.encoder.preprocess.image_size, trained.encoder.grid_size
+    return [_progress(make_result("caption latency ms", f"1 photo 640x480, bundled {name} ({size} px, {grid}x{grid} "
+                                  f"grid) + beam 3, {steps} steps", "ms", 1, runs["ours"], runs["baseline"]))]
+
+
 # ---- components ------------------------------------------------------------------------------
 def bench_components(sizes: Sizes, device: torch.device, repeats: int, image_size: int | None = None) -> list[Result]:
     """Two parts measured alone: one Adam step over the decoder's parameters (ours fused, the tutorial's
@@ -465,8 +499,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile our per-step attention kernel (decoder.attention.compile_kernel)")
     p.add_argument("--repeats", type=int, help="timed repeats per figure (default: 3 quick, 5 full)")
-    p.add_argument("--only", nargs="+", choices=["train", "beam", "extract", "latency", "components"],
-                   default=["train", "beam", "extract", "latency", "components"])
+    p.add_argument("--only", nargs="+", choices=["train", "beam", "extract", "latency", "flickr8k", "components"],
+                   default=["train", "beam", "extract", "latency", "flickr8k", "components"],
+                   help="flickr8k: training on the bundled photo captioner's real sizes, and its photo latency")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     return p
 
@@ -497,6 +532,11 @@ def main(args: argparse.Namespace) -> list[Result]:
                                             batch_size=256 if gpu else 64))
     if "latency" in args.only:
         results += bench_latency(device, 10 if quick else 20)
+    if "flickr8k" in args.only:
+        batch = 500 if gpu else 100  # configs/flickr8k_soft.yaml: 20 images x 5 captions
+        results += bench_training(FLICKR8K, device, [batch], repeats, amp,
+                                  configs={"soft, deep output (flickr8k recipe)": (dict(), 5)}, compile=args.compile)
+        results += bench_photo_latency(device, 10 if quick else 20)
     if "components" in args.only:
         results += bench_components(COCO, device, repeats)
     print(f"device: {device_name(device)}; torch {torch.__version__}; amp {'bf16' if amp else 'off'}; "

@@ -30,6 +30,15 @@ def forbid(step: Step, token_ids: tuple[int, ...]) -> Step:
         return log_probs.index_fill(-1, banned, float("-inf")), state, alpha
     return forbidden
 
+
+def never_empty(step: Step, start_id: int, end_id: int) -> Step:
+    """`step` that cannot end right after <start>: a caption or answer has at least one word."""
+    def at_least_one_word(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
+        log_probs, state, alpha = step(tokens, state, memory)
+        first = (tokens == start_id).unsqueeze(-1) & (torch.arange(log_probs.shape[-1], device=tokens.device) == end_id)
+        return log_probs.masked_fill(first, float("-inf")), state, alpha
+    return at_least_one_word
+
 @dataclass
 class Hypothesis:
     token_ids: list[int]      # generated words, without <start>/<end>

@@ -115,4 +115,5 @@ def test_examples_are_bundled_and_named():
     examples = be.list_examples()
     assert len(examples) >= 3
     assert all(be.load_image_bytes(p.name, p.read_bytes()).error is None for p in examples)
-    assert be.example_label(examples[0]) == examples[0].stem.replace("-", " ")
+    assert be.example_label(examples[0]) == examples[0].stem.replace("-", " ") + " (photo)"  # real photos first
+    assert be.example_label(examples[-1]).endswith("(shapes scene)")

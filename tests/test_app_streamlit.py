@@ -65,7 +65,7 @@ def test_without_any_model_the_page_explains_what_to_do(page, monkeypatch):
     page.run()
     assert not page.exception
     assert any("No bundled captioning model found" in w and "captioning train" in w for w in texts(page.warning))
-    assert any("COCO" in c for c in texts(page.caption))
+    assert any("flickr8k" in c and "real photos" in c for c in texts(page.caption))  # what the models know
     page.multiselect(key="examples").set_value([EXAMPLE]).run()
     assert not page.exception and any("No captioning model is loaded" in i for i in texts(page.info))
 
@@ -164,7 +164,7 @@ def test_question_flow_against_the_vqa_api(page, monkeypatch, tmp_path):
     question.set_value("what shape is it").run()
     assert not page.exception and not page.error
     assert "rectangle" in texts(page.subheader) and any("answered in" in c for c in texts(page.caption))
-    assert "attention over the whole question" in image_captions(page)
+    assert "attention while reading the question (the mean of one map per word, below)" in image_captions(page)
     assert "attention while reading each question word" in image_captions(page)
 
     page.text_area[0].set_value("circle, triangle\nteal").run()
@@ -198,7 +198,7 @@ def test_question_flow_with_the_real_vqa_package(page, monkeypatch, tmp_path):
     next(t for t in page.text_input if t.label == "Question").set_value("what shape is in the image?").run()
     assert not page.exception and not page.error
     assert any("answered in" in c and "open-ended" in c for c in texts(page.caption))
-    assert "attention over the whole question" in image_captions(page)
+    assert "attention while reading the question (the mean of one map per word, below)" in image_captions(page)
     assert "attention while reading each question word" in image_captions(page)
 
     page.text_area[0].set_value("circle, square\ntriangle").run()

@@ -39,12 +39,19 @@ class AnswerResult:
     truncated: bool = False           # the question was cut to `max_question_len` words
     answer_attention: torch.Tensor | None = None  # (answer words, H, W) when the answer was generated
     notices: list[str] = field(default_factory=list)
+    unknown_words: list[str] = field(default_factory=list)  # question words not in the model's vocabulary
 
 
 def _shown(value: object, limit: int = 80) -> str:
     """repr(value), cut in the middle past `limit` characters: error messages stay one short line."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
+
+
+def unknown_words(question: str, read: list[str]) -> list[str]:
+    """The question's words the model read as <unk>, each once, in order."""
+    asked = tokenize(question)[:len(read)]
+    return list(dict.fromkeys(w for w, r in zip(asked, read, strict=True) if r == UNK))
 
 
 def read_question(vocab: Vocabulary, question: str, max_words: int) -> tuple[list[int], list[str], bool]:
@@ -136,6 +143,12 @@ class Answerer(EncoderDecoder):
         them a generated answer. Pointing: `choices` are boxes (x, y, width, height)."""
         ids, words, truncated = read_question(self.vocab, question, self.config.max_question_len)
         notices = [f"question truncated to its first {self.config.max_question_len} words"] if truncated else []
+        unknown = unknown_words(question, words)
+        if unknown:
+            listed = ", ".join(f"'{w}'" for w in unknown)
+            one = len(unknown) == 1
+            notices.append(f"{listed} {'is' if one else 'are'} not in this model's vocabulary: it reads "
+                           f"{'it as an unknown word' if one else 'them as unknown words'}")
         pointing = self.config.task == QATask.POINTING
         if choices is not None and len(choices) == 0:
             raise QuestionError("choices is empty: give at least one candidate, or None for an open-ended answer")
@@ -166,7 +179,8 @@ class Answerer(EncoderDecoder):
                 g = self.encoder.grid_size
                 answer_attention = hyps[0].attention.view(len(hyps[0].token_ids), g, g)
             best = max(range(len(scores)), key=scores.__getitem__)
-            return AnswerResult(labels[best], scores, labels, attention, words, truncated, answer_attention, notices)
+            return AnswerResult(labels[best], scores, labels, attention, words, truncated, answer_attention, notices,
+                                unknown)
         finally:
             self.train(was_training)
 
