@@ -1,16 +1,24 @@
 # Two entry points for a fresh machine: `make app` and `make test`. Both install what they need.
+# `make app` installs only what the app runs on; `make test` adds the test tools. PORT=8599 make app (or
+# `make app PORT=8599`) serves elsewhere.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
+PORT ?= 8501
 
-.PHONY: install app test lint bench browser
+.PHONY: install install-app app test lint bench browser
 
+install-app: $(VENV)/.installed-app
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-app: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-app
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -18,8 +26,8 @@ $(VENV)/.installed: pyproject.toml
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-app: install
-	$(VENV)/bin/streamlit run app/streamlit_app.py --server.headless true --server.port 8501 \
+app: install-app
+	$(VENV)/bin/streamlit run app/streamlit_app.py --server.headless true --server.port $(PORT) \
 		--browser.gatherUsageStats false
 
 test: install browser
@@ -28,5 +36,5 @@ test: install browser
 lint: install
 	$(VENV)/bin/ruff check .
 
-bench: install
+bench: install-app
 	$(PY) bench/bench.py

@@ -70,7 +70,8 @@ def answer(model_key: tuple, image_key: str, question: str, choices: tuple[str, 
 def model_picker(label: str, bundled: list[str], env_name: str, placeholder: str, key: str) -> str | None:
     env = be.env_source(env_name)
     options = [*bundled, CUSTOM]
-    choice = st.selectbox(label, options, index=len(bundled) if env or not bundled else 0, key=f"{key}_choice",
+    index = bundled.index(env) if env in bundled else len(bundled) if env or not bundled else 0
+    choice = st.selectbox(label, options, index=index, key=f"{key}_choice",
                           format_func=lambda o: o if o == CUSTOM else f"{o} (bundled)")
     if choice != CUSTOM:
         if be.model_about(choice):

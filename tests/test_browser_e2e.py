@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("SHOWTELL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IMAGE = be.EXAMPLES_DIR / "an-orange-circle-to-the-left-of-a-blue-triangle.png"
+IMAGE = be.EXAMPLES_DIR / "photographer-camera.jpg"  # a real photo, as the default photo captioner expects
 
 
 def free_port() -> int:
@@ -54,12 +54,12 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> No
 
 @pytest.fixture(scope="module")
 def caption_model(tmp_path_factory) -> str:
-    """SHOWTELL_CAPTION_MODEL if set, else the bundled soft-attention model, else a tiny random one."""
+    """SHOWTELL_CAPTION_MODEL if set, else the app's default (the bundled photo captioner), else a tiny random one."""
     source = be.env_source(be.CAPTION_ENV)
     if source:
         return source
-    if "shapes-soft" in be.bundled_captioners():
-        return "shapes-soft"
+    if "flickr8k" in be.bundled_captioners():
+        return "flickr8k"
     return str(tiny_captioner(Vocabulary.build(CAPTIONS)).save(tmp_path_factory.mktemp("e2e") / "ckpt"))
 
 
