@@ -345,7 +345,7 @@ def main() -> None:
         if item.error:
             st.error(item.error)
     good = [item for item in items if item.image is not None]
-    if not good:
+    if not items:  # a bad upload already has its error line: no "to begin" prompt under it
         st.info("Upload images (drag and drop works) or pick a bundled example to begin.")
     for index, item in enumerate(good):
         image_card(index, item, captioner, caption_key, decoding, answerer, vqa_key, vqa_notice)

@@ -114,6 +114,9 @@ def test_bad_uploads_are_reported_and_good_ones_still_work(page):
     assert "0 bytes" in errors[0] and "not an image" in errors[1] and "too large" in errors[3]
     assert len(page.subheader) == 1                       # the good image is captioned
 
+    page.file_uploader(key="uploads").set_value(files[:2]).run()  # only bad files: errors, no "to begin" prompt
+    assert len(texts(page.error)) == 2 and not any("to begin" in i for i in texts(page.info))
+
     other = AppTest.from_file(SCRIPT, default_timeout=60)  # and another session is unaffected
     other.run()
     other.multiselect(key="examples").set_value([EXAMPLE]).run()
