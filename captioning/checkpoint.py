@@ -147,4 +147,18 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
         problems.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]})")
     if problems:
         raise CheckpointError(f"{source}: weights do not match the config: " + "; ".join(problems))
+    check_values(tensors, own, source)
     module.load_state_dict(tensors, strict=False)
+
+
+def check_values(tensors: dict[str, torch.Tensor], own: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Floating weights must be stored as floats (fp16/bf16/fp32/fp64) and be finite: an int64 or NaN
+    tensor would load silently and caption nonsense (an empty caption, or `<pad> <pad> ...`)."""
+    for name, tensor in tensors.items():
+        if name not in own or not own[name].is_floating_point():
+            continue
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: weight {name} is stored as {str(tensor.dtype).removeprefix('torch.')}, "
+                                  "not as floating point numbers")
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values")

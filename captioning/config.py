@@ -65,6 +65,26 @@ def _choice(kind: type[Choice], value: Any, name: str) -> Choice:
         raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
 
 
+# What the architecture could sensibly be: a config.json beyond these is a typo or hostile, and is refused
+# before anything is allocated (hidden_dim 20000 would ask for gigabytes). Inclusive bounds.
+INT_LIMITS = {"image_size": (16, 1024), "grid_size": (1, 64), "fine_tune_blocks": (0, 64), "num_layers": (1, 4),
+              "embed_dim": (1, 4096), "hidden_dim": (1, 4096), "attention_dim": (1, 4096), "max_len": (1, 200)}
+FLOAT_LIMITS = {"dropout": (0.0, 0.99), "doubly_stochastic": (0.0, 1000.0)}
+REINFORCE_LIMITS = {"samples": (1, 64), "reward_weight": (0.0, 1000.0), "entropy_weight": (0.0, 1000.0),
+                    "baseline_decay": (0.0, 1.0), "soft_probability": (0.0, 1.0)}
+
+
+def _checked(name: str, value: Any, kind: type, bounds: tuple | None) -> Any:
+    """`value` if it is a `kind` (an int is a float too; a bool is neither) within `bounds`, else one ValueError."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, bool) if kind is bool else numeric and (kind is float or isinstance(value, int))
+    if not ok:
+        raise ValueError(f"{name} must be {'true or false' if kind is bool else kind.__name__}, got {value!r}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{name} must be between {bounds[0]} and {bounds[1]}, got {value!r}")
+    return float(value) if kind is float else value
+
+
 @dataclass
 class ReinforceConfig:
     """Monte-Carlo REINFORCE for hard attention (Xu et al. 2015, eq. 12)."""
@@ -74,6 +94,11 @@ class ReinforceConfig:
     entropy_weight: float = 0.01  # lambda_e
     baseline_decay: float = 0.9  # b_k = 0.9 b_{k-1} + 0.1 log p(y|s, a)
     soft_probability: float = 0.5  # chance per step of using the expected context instead of a sample
+
+    def __post_init__(self) -> None:
+        for name, bounds in REINFORCE_LIMITS.items():
+            kind = int if name == "samples" else float
+            setattr(self, name, _checked(f"reinforce.{name}", getattr(self, name), kind, bounds))
 
 
 @dataclass
@@ -99,6 +124,18 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.reinforce, dict):
             self.reinforce = ReinforceConfig(**self.reinforce)
+        if not isinstance(self.reinforce, ReinforceConfig):
+            raise ValueError(f"reinforce must be a mapping, got {self.reinforce!r}")
+        if not isinstance(self.encoder, str):
+            raise ValueError(f"encoder must be a name, got {self.encoder!r}")
+        for name, bounds in INT_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None or name not in ("image_size", "grid_size"):
+                _checked(name, value, int, bounds)
+        for name, bounds in FLOAT_LIMITS.items():
+            setattr(self, name, _checked(name, getattr(self, name), float, bounds))
+        for name in ("deep_output", "gate"):
+            _checked(name, getattr(self, name), bool, None)
         self.attention = _choice(AttentionMode, self.attention, "attention")
         self.hard_inference = _choice(HardInference, self.hard_inference, "hard_inference")
         self.cell = _choice(CellKind, self.cell, "cell")

@@ -87,13 +87,43 @@ def test_config_that_does_not_match_weights(tmp_path, vocab):
 
 
 @pytest.mark.parametrize("key, value, says", [("encoder", "foonet", "unknown encoder 'foonet'"),
-                                               ("hidden_dim", "wide", "cannot build the model")])
+                                               ("hidden_dim", "wide", "invalid model config .*hidden_dim must be int")])
 def test_config_describing_no_buildable_model_names_the_file(tmp_path, vocab, key, value, says):
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     meta = json.loads((folder / "config.json").read_text())
     meta["model"][key] = value
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"config.json: .*{says}"):
+        load_captioner(folder)
+
+
+@pytest.mark.parametrize("key, value", [("hidden_dim", 20000), ("image_size", 100000), ("hidden_dim", -5),
+                                        ("max_len", "20"), ("gate", "no"), ("num_layers", 10**9)])
+def test_config_sizes_are_bounded_before_anything_is_allocated(tmp_path, vocab, key, value):
+    """A config.json asking for 20,000 hidden units (gigabytes) is refused at once, naming file and field."""
+    import time
+
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["model"][key] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=f"config.json: invalid model config \\({key} must be") as caught:
+        load_captioner(folder)
+    assert time.perf_counter() - start < 1.0 and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("damage, says", [(lambda t: t.fill_(float("nan")), "NaN or infinite"),
+                                           (lambda t: t.to(torch.int64), "stored as int64")])
+def test_weights_must_be_finite_floats(tmp_path, vocab, damage, says):
+    from safetensors.torch import load_file, save_file
+
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    tensors = load_file(folder / "model.safetensors")
+    name = next(k for k in tensors if k.endswith("weight"))
+    tensors[name] = damage(tensors[name].clone())
+    save_file(tensors, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=f"weight {name} .*{says}"):
         load_captioner(folder)
 
 
