@@ -85,9 +85,19 @@ def caption_records(model: Captioner, records: Sequence, *, features=None, beam_
     return out
 
 
+SHAPES_OBJECT_KEYS = ("color", "shape", "box")
+
+
 def attention_grounding(records: Sequence, results: Sequence[CaptionResult], all_records: Sequence):
-    """Grounding score over records with `objects` (the shapes set); None when there are none."""
+    """Grounding score over records with `objects` (the shapes set); None when there are none, or when
+    the objects follow another schema (an optional extra never stops the evaluation: a note says why)."""
     if not any(r.objects for r in records):
+        return None
+    odd = next((o for r in all_records for o in (r.objects or [])
+                if not isinstance(o, dict) or any(k not in o for k in SHAPES_OBJECT_KEYS)), None)
+    if odd is not None:
+        print(f"note: grounding score skipped: the images' objects are not the shapes set's "
+              f"{{color, shape, box}} (e.g. {str(odd)[:80]})")
         return None
     colours = {o["color"] for r in all_records for o in (r.objects or [])}
     shapes = {o["shape"] for r in all_records for o in (r.objects or [])}

@@ -169,6 +169,18 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
         raise ValueError(f'{path}: expected a JSON list of {{"image_id": ..., "caption": ...}} objects')
     if not data:
         raise ValueError(f"{path}: the results list is empty")
+    seen: dict[Any, int] = {}
+    for i, entry in enumerate(data):
+        image_id, caption = entry["image_id"], entry["caption"]
+        if not isinstance(caption, str):
+            raise ValueError(f"{path}: entry {i} (image_id {image_id!r}): the caption must be text, "
+                             f"got {type(caption).__name__}")
+        if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+            raise ValueError(f"{path}: entry {i}: image_id must be a number or a string, got {image_id!r}")
+        if image_id in seen:
+            raise ValueError(f"{path}: entry {i}: image_id {image_id!r} already has a caption (entry "
+                             f"{seen[image_id]}); a results file holds one caption per image")
+        seen[image_id] = i
     return data
 
 

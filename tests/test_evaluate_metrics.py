@@ -54,6 +54,18 @@ def test_results_file_scored_like_coco_caption(tmp_path):
         score_results_file(tmp_path / "empty.json", tmp_path / "captions_val2014.json", use_java=False)
 
 
+@pytest.mark.parametrize("entries, says", [
+    ([{"image_id": 1, "caption": "a"}, {"image_id": 1, "caption": "b"}], "entry 1: image_id 1 already has a caption"),
+    ([{"image_id": 1, "caption": 7}], "entry 0 \\(image_id 1\\): the caption must be text, got int"),
+    ([{"image_id": 1, "caption": None}], "must be text, got NoneType"),
+    ([{"image_id": 1, "caption": ["a", "cat"]}], "must be text, got list"),
+    ([{"image_id": [1], "caption": "a cat"}], "image_id must be a number or a string")])
+def test_bad_results_entries_are_named(tmp_path, entries, says):
+    (tmp_path / "res.json").write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=f"res.json: .*{says}"):
+        score_results_file(tmp_path / "res.json", tmp_path / "captions_val2014.json", use_java=False)
+
+
 def one_hot_map(row: int, col: int, grid: int = 4) -> torch.Tensor:
     m = torch.full((grid, grid), 0.01)
     m[row, col] = 1.0
@@ -76,3 +88,14 @@ def test_grounding_score_counts_colour_and_shape_words():
     assert score.colour == (1, 2) and score.shape == (2, 2)
     empty = grounding_score([(["a", "cat"], torch.rand(2, 4, 4), objects, (128, 128))], ["red"], ["circle"])
     assert (empty.words, empty.score) == (0, 0.0)
+
+
+def test_objects_in_another_schema_skip_grounding_with_a_note(tmp_path, capsys):
+    from pathlib import Path
+
+    from captioning.data import ImageRecord
+    from captioning.evaluate import attention_grounding
+
+    record = ImageRecord("x", Path(tmp_path / "x.jpg"), "test", ["a cat"], objects=[{"name": "cat", "bbox": [1, 2]}])
+    assert attention_grounding([record], [None], [record]) is None
+    assert "grounding score skipped" in capsys.readouterr().out
