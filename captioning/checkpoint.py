@@ -81,6 +81,11 @@ def save_checkpoint(folder: str | Path, config: dict[str, Any], vocab_json: str,
         else:
             os.replace(tmp, folder)
         _fsync_dir(folder.parent)
+    except OSError as exc:  # disk full, permissions: name the folder; the previous checkpoint is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = exc.strerror or str(exc)
+        raise OSError(f"{folder}: could not save the checkpoint ({reason}); the previous one, if any, is kept"
+                      ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -166,8 +166,9 @@ def test_disk_full_while_saving_keeps_the_old_checkpoint(tmp_path, vocab, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt, "save_file", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match="No space") as caught:
         model.save(folder)
+    assert str(caught.value).startswith(f"{folder}: could not save the checkpoint (No space left on device)")
     assert (folder / WEIGHTS).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary left behind
     assert load_captioner(folder).config == model.config

@@ -82,6 +82,8 @@ def _sentence(sentence: Any, where: str) -> str:
         return sentence["raw"].strip()
     if isinstance(sentence, dict) and isinstance(sentence.get("tokens"), list):
         return " ".join(str(t) for t in sentence["tokens"])
+    if isinstance(sentence, dict) and "raw" in sentence:
+        raise EntryError(where, f'"raw" must be text, got {type(sentence["raw"]).__name__}', "malformed entries")
     raise EntryError(where, 'missing "raw"', "malformed entries")
 
 
