@@ -185,3 +185,16 @@ def test_load_dataset_dispatch(karpathy, tmp_path):
     assert sniff_format(renamed) == "coco"
     with pytest.raises(ValueError, match="choose one of: karpathy, coco, flickr8k, auto"):
         load_dataset(*karpathy, format="flickr")
+
+
+@pytest.mark.parametrize("filename", ["../../etc/passwd", "/etc/passwd", "sub/../../outside.jpg"])
+def test_image_paths_must_stay_under_the_image_folder(tmp_path, filename):
+    """An annotation file cannot make the loader open files outside --images: one line names the entry."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (tmp_path / "outside.jpg").write_bytes(b"x")
+    data = {"images": [{"filename": filename, "split": "train", "sentences": [{"raw": "a cat"}]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"images\[0\]: image path .* leaves the image folder"):
+        load_karpathy(tmp_path / "ann.json", images)
+    assert load_karpathy(tmp_path / "ann.json", images, skip_invalid=True) == []

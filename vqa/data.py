@@ -19,6 +19,7 @@ from captioning.data.annotations import (
     EntryError,
     Skips,
     file_and_split,
+    inside,
     list_field,
     read_json,
     require,
@@ -138,7 +139,7 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: QATask | st
             if image_id in seen_images:
                 raise EntryError(where, f"duplicate image_id {image_id!r} (also images[{seen_images[image_id]}])",
                              "duplicate ids")
-            file = folder / filename
+            file = inside(folder, folder / filename, where)
             if check_files and not file.is_file():
                 if not skip_invalid:  # gather them all: one message says how many are missing
                     missing.append((where, file))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,8 +87,21 @@ def file_and_split(entry: Any, where: str, splits: tuple[str, ...] = SPLITS) -> 
     return filename, split
 
 
-def existing_file(candidates: Sequence[Path], where: str, check: bool) -> Path:
-    """The first of `candidates` that is a file (with `check` False: the first); else an entry error."""
+def inside(root: Path, path: Path, where: str) -> Path:
+    """`path` if it stays under the image folder `root` once `..` is resolved: an annotation file must not
+    make the loader open /etc/passwd or ../../anything. (Links the user put inside the folder are theirs.)"""
+    resolved, base = Path(os.path.normpath(os.path.abspath(path))), Path(os.path.normpath(os.path.abspath(root)))
+    if resolved != base and base not in resolved.parents:
+        raise EntryError(where, f"image path {os.path.relpath(path, root)!r} leaves the image folder {root}",
+                         "image paths outside the image folder")
+    return path
+
+
+def existing_file(candidates: Sequence[Path], where: str, check: bool, root: Path | None = None) -> Path:
+    """The first of `candidates` that is a file (with `check` False: the first); else an entry error.
+    With `root`, a candidate that resolves outside it is refused (`inside`)."""
+    if root is not None:
+        candidates = [inside(root, path, where) for path in candidates]
     if not check:
         return candidates[0]
     for path in candidates:

@@ -107,7 +107,7 @@ def load_flickr8k(annotations: str | os.PathLike, images: str | os.PathLike, *, 
     records = []
     for name, split, captions in read_flickr8k(annotations, skip_invalid):
         try:
-            path = existing_file([folder / name], name, check_files)
+            path = existing_file([folder / name], name, check_files, root=folder)
         except EntryError as error:
             skips(error)
             continue

@@ -62,7 +62,7 @@ def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, 
             folder = entry.get("filepath") or ""
             if not isinstance(folder, str):
                 raise EntryError(where, '"filepath" has the wrong type', "malformed entries")
-            path = existing_file([images / folder / filename], where, check_files)
+            path = existing_file([images / folder / filename], where, check_files, root=images)
             objects = entry.get("objects")
             if objects is not None and not isinstance(objects, list):
                 raise EntryError(where, '"objects" has the wrong type', "malformed entries")
@@ -156,7 +156,7 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
             prefix = _COCO_SPLIT.search(name)
             candidates = [images / name, *(images / f / name for f in folders),
                           *([images / prefix.group(0) / name] if prefix else [])]
-            path = existing_file(candidates, where, check_files)
+            path = existing_file(candidates, where, check_files, root=images)
         except EntryError as error:
             skips(error)
             continue
