@@ -124,7 +124,10 @@ def test_a_question_that_is_not_text_is_refused_by_name(telling, question):
 def test_notice_and_unk_on_a_typical_bad_question(telling):
     result = telling.answer(IMAGE, "What COLOUR is the hexagon, please, tell me now?!", choices=["red", "blue"])
     assert result.question_tokens == ["what", UNK, "is", "the", UNK, UNK]
-    assert result.truncated and result.notices == [f"question truncated to its first {MAX_QUESTION} words"]
+    assert result.truncated and result.notices == [
+        f"question truncated to its first {MAX_QUESTION} words",
+        "'colour', 'hexagon', 'please' are not in this model's vocabulary: it reads them as unknown words"]
+    assert result.unknown_words == ["colour", "hexagon", "please"]
     with pytest.raises(QuestionError) as info:
         telling.answer(IMAGE, "?" * 1_000_000)
     assert "no words" in str(info.value) and len(str(info.value)) < 500

@@ -62,6 +62,24 @@ def test_visual7w_errors_name_the_problem(tmp_path):
         load_visual7w(broken, images, "telling")
 
 
+@pytest.mark.parametrize("change, says", [
+    (lambda qa: qa["multiple_choices"].pop(), "\"multiple_choices\" holds 2 wrong answers, not 3"),
+    (lambda qa: qa["multiple_choices"].__setitem__(0, qa["answer"].upper() + "!"), "a wrong choice equals the answer"),
+    (lambda qa: qa.__setitem__("answer", "  ?! "), "the answer has no words"),
+    (lambda qa: qa.__setitem__("question", "?" * 100_000), "the question has no words: '\\?+\\.\\.\\.")])
+def test_visual7w_choices_that_make_accuracy_meaningless_are_refused(tmp_path, change, says):
+    """Fewer than 3 wrong choices, or one equal to the answer, made multiple-choice accuracy read 1.000."""
+    annotations, images = write_visual7w(tmp_path, "telling")
+    data = json.loads(annotations.read_text())
+    change(data["images"][0]["qa_pairs"][0])
+    annotations.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=rf"images\[0\]\.qa_pairs\[0\]: {says}") as caught:
+        load_visual7w(annotations, images, "telling")
+    assert len(str(caught.value)) < 300
+    kept = load_visual7w(annotations, images, "telling", skip_invalid=True)
+    assert len(kept.questions) == len(load_visual7w(*write_visual7w(tmp_path / "ok", "telling"), "telling").questions) - 1
+
+
 def test_easy_vqa_splits_and_multiple_choice():
     data = load_easy_vqa(val_holdout=0.1, seed=0, choices_seed=0)
     train, val, test = data.split("train"), data.split("val"), data.split("test")
