@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
+from captioning.data.cache import CacheError, FeatureCache
 from captioning.device import resolve_device
 from captioning.encoder_decoder import resolve_checkpoint
 from captioning.images import open_image
@@ -89,6 +90,23 @@ class Report:
 def cached_grids(cache: Any) -> Grids:
     """Grids from a `FeatureCache` (float16 on disk -> float32)."""
     return lambda keys: torch.stack([cache[k] for k in keys]).float()
+
+
+def dataset_grids(encoder: Any, dataset: QADataset, cache_dir: Path, *, device: Any = "cpu",
+                  num_workers: int = 0) -> Grids:
+    """Grids of the dataset's images from the feature cache in `cache_dir`, encoded once when missing.
+
+    A cache built by captioning (`captioning train`, Flickr8k) names its rows by image file stem, not
+    by the QA keys ("v7w:<image_id>"); when such a cache of this encoder (same weights fingerprint)
+    holds every image, it is read as is and nothing is encoded."""
+    used = {q.image: Path(dataset.images[q.image]).stem for q in dataset.questions}
+    try:
+        cache = FeatureCache.open(cache_dir, encoder=encoder)
+    except CacheError:
+        cache = None
+    if cache is not None and not all(k in cache for k in used) and all(s in cache for s in used.values()):
+        return lambda keys: torch.stack([cache[used[k]] for k in keys]).float()
+    return cached_grids(grid_cache(encoder, dataset, cache_dir, device=device, num_workers=num_workers))
 
 
 def live_grids(model: Answerer, images: dict[str, Path]) -> Grids:
@@ -198,8 +216,7 @@ def main(args: argparse.Namespace) -> Report:
     if model.encoder.frozen:
         cache_dir = _cache_dir(args.cache_dir, Path(folder))
         subset = QADataset(dataset.task, questions, dataset.images, dataset.boxes, dataset.types)
-        grids = cached_grids(grid_cache(model.encoder, subset, cache_dir, device=device,
-                                        num_workers=0))
+        grids = dataset_grids(model.encoder, subset, cache_dir, device=device)
         if model.config.task == QATask.POINTING:
             boxes = BoxFeatures.build(model.encoder, subset, cache_dir, device=device)
     else:

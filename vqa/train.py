@@ -38,8 +38,8 @@ from captioning.vocab import Vocabulary
 from .config import QATask, TrainConfig, add_config_arguments, given, resolve_config, write_run_config
 from .data import QA, QADataset, load_sources, vocabulary_texts
 from .decoder import pack
-from .evaluate import Grids, Report, cached_grids, evaluate_questions, live_grids
-from .features import BoxFeatures, grid_cache
+from .evaluate import Grids, Report, dataset_grids, evaluate_questions, live_grids
+from .features import BoxFeatures
 from .model import Answerer, read_question
 
 
@@ -178,8 +178,7 @@ def _features(model: Answerer, dataset: QADataset, config: TrainConfig,
     if not model.encoder.frozen:
         return live_grids(model, dataset.images), None
     cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "features"
-    grids = cached_grids(grid_cache(model.encoder, dataset, cache_dir, device=model.device,
-                                    num_workers=config.num_workers))
+    grids = dataset_grids(model.encoder, dataset, cache_dir, device=model.device, num_workers=config.num_workers)
     boxes = None
     if config.model.task == QATask.POINTING:
         boxes = BoxFeatures.build(model.encoder, dataset, cache_dir, device=model.device)

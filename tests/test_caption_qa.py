@@ -1,0 +1,152 @@
+"""Questions generated from captions (COCO-QA style): each question type on hand-written captions,
+captions that yield nothing, wrong choices that would also be right (rejected), determinism, and
+the Visual7W telling layout that `vqa train --format visual7w` reads."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from captioning.vocab import tokenize
+from vqa import cli
+from vqa.caption_qa import (
+    Question,
+    caption_questions,
+    could_be_right,
+    generate,
+    image_questions,
+    wrong_choices,
+)
+from vqa.data import load_visual7w
+
+
+def asked(caption: str) -> dict[str, tuple[str, str]]:
+    return {q.type: (q.question, q.answer) for q in caption_questions(caption)}
+
+
+@pytest.mark.parametrize("caption, kind, question, answer", [
+    ("A brown dog is running on the grass .", "colour", "What colour is the dog?", "brown"),
+    ("A man in grey shorts stands by a wall", "colour", "What colour are the shorts?", "gray"),
+    ("Two dogs play in the snow .", "how many", "How many dogs are there?", "two"),
+    ("A man is riding a bike down the road .", "who", "Who is riding a bike?", "man"),
+    ("A man is riding a bike down the road .", "what", "What is the man riding?", "bike"),
+    ("A brown dog is running on the grass .", "where", "Where is the dog running?", "grass"),
+    ("Two dogs running along the beach", "where", "Where are the dogs running?", "beach"),
+    ("A little girl is swimming in a pool .", "doing", "What is the girl doing?", "swimming"),
+    ("A man in a red shirt is climbing a rock .", "doing", "What is the man doing?", "climbing"),
+    ("A black dog is playing with a ball in the water", "what", "What is the dog playing with?", "ball"),
+])
+def test_each_question_type(caption, kind, question, answer):
+    assert asked(caption)[kind] == (question, answer)
+
+
+@pytest.mark.parametrize("caption", ["Sunset over the hills .", "A picture of something", "", "!!!",
+                                     "A black and white photo of a street ."])
+def test_captions_without_questions(caption):
+    assert caption_questions(caption) == []
+
+
+def test_answers_are_one_word_and_never_a_non_activity():
+    for q in caption_questions("A man wearing a hat is holding a camera ."):
+        assert len(q.answer.split()) == 1
+        assert q.type != "doing"              # "What is the man doing?" -> "holding" reads wrong
+
+
+def test_image_keeps_only_answers_its_captions_agree_on():
+    qs = image_questions(["A black dog runs on the grass .", "A brown dog runs on the grass .",
+                          "A dog is running on the grass ."])
+    kinds = {q.type: q.answer for q in qs}
+    assert "colour" not in kinds              # black or brown: two dogs, or a disagreement
+    assert kinds["where"] == "grass" and kinds["doing"] == "running"
+
+
+@pytest.mark.parametrize("kind, choice, caption", [
+    ("colour", "tan", "A tan dog runs ."),                   # named in another caption
+    ("colour", "brown", "A tan dog runs ."),                 # tan ~ brown
+    ("colour", "gray", "A dog in a grey coat ."),            # grey == gray
+    ("where", "field", "A dog runs across a grassy field ."),
+    ("where", "lawn", "A dog runs on the grass ."),          # grass ~ lawn
+    ("who", "boy", "A child rides a bike ."),                # a child may be a boy
+    ("who", "woman", "A person rides a bike ."),             # a person may be anyone
+    ("doing", "running", "Two dogs are playing ."),          # playing dogs may be running
+    ("what", "bicycle", "A man rides a bike ."),
+    ("how many", "three", "Three dogs and a cat ."),
+])
+def test_choice_that_would_also_be_right(kind, choice, caption):
+    assert could_be_right(kind, choice, set(tokenize(caption)))
+
+
+@pytest.mark.parametrize("kind, choice, caption", [
+    ("colour", "blue", "A tan dog runs ."), ("who", "woman", "A boy rides a bike ."),
+    ("where", "snow", "A dog runs on the grass ."), ("what", "horse", "A man rides a bike ."),
+])
+def test_choice_that_is_wrong(kind, choice, caption):
+    assert not could_be_right(kind, choice, set(tokenize(caption)))
+
+
+def test_wrong_choices_reject_what_any_caption_makes_right():
+    captions = ["A brown dog is running on the grass .", "A tan dog runs in a field .", "A dog with a red collar ."]
+    words = {w for c in captions for w in tokenize(c)}
+    q = Question("colour", "What colour is the dog?", "brown", "colour")
+    pool = Counter({"tan": 1000, "red": 1000, "golden": 500, "black": 1, "white": 1, "blue": 1, "green": 1})
+    for seed in range(20):
+        wrong = wrong_choices(q, words, pool, pool, random.Random(seed))
+        assert len(wrong) == 3 and len(set(wrong)) == 3
+        assert not {"tan", "red", "golden", "brown"} & set(wrong)
+    where = Question("where", "Where is the dog running?", "grass", "where running")
+    assert "field" not in wrong_choices(where, words, Counter(field=99, beach=1, snow=1, street=1), Counter(),
+                                        random.Random(0))
+    # too few safe answers: fewer than 3 come back (generate then drops the question)
+    assert len(wrong_choices(q, words, Counter(tan=5, black=1), Counter(tan=5, black=1), random.Random(0))) == 1
+
+
+IMAGES = [
+    {"filename": "a.jpg", "split": "train", "sentences": [{"raw": "A brown dog is running on the grass ."},
+                                                          {"raw": "A man is riding a bike on the street ."}]},
+    {"filename": "b.jpg", "split": "train", "sentences": [{"raw": "A black dog is swimming in the water ."},
+                                                          {"raw": "Two dogs play in the snow ."}]},
+    {"filename": "c.jpg", "split": "val", "sentences": [{"raw": "A white dog is jumping on the beach ."},
+                                                        {"raw": "A woman is riding a horse on the beach ."}]},
+    {"filename": "d.jpg", "split": "val", "sentences": [{"raw": "A red car is parked on the road ."},
+                                                        {"raw": "Four girls are walking in the park ."},
+                                                        {"raw": "A boy is sitting on a bench ."}]},
+    {"filename": "e.jpg", "split": "train", "sentences": [{"raw": "A yellow dog is digging in the sand ."},
+                                                          {"raw": "Three boys are running on the road ."},
+                                                          {"raw": "A girl is holding a ball on the grass ."}]},
+    {"filename": "f.jpg", "split": "train", "sentences": [{"raw": "Sunset over the hills ."}]},
+]
+
+
+def test_generate_is_deterministic_for_a_seed_and_follows_image_splits():
+    first, again = generate(IMAGES, seed=3), generate(IMAGES, seed=3)
+    assert json.dumps(first) == json.dumps(again)
+    assert "f" not in {image["image_id"] for image in first["images"]}   # no questions: no entry
+    for image in first["images"]:
+        source = next(e for e in IMAGES if e["filename"] == image["filename"])
+        assert image["split"] == source["split"]
+        words = {w for s in source["sentences"] for w in tokenize(s["raw"])}
+        for qa in image["qa_pairs"]:
+            assert len(qa["multiple_choices"]) == 3 and qa["answer"] not in qa["multiple_choices"]
+            assert not any(could_be_right(qa["type"], w, words) for w in qa["multiple_choices"])
+    types = {qa["type"] for image in first["images"] for qa in image["qa_pairs"]}
+    assert {"colour", "doing", "where"} <= types
+    choices = {seed: [qa["multiple_choices"] for i in generate(IMAGES, seed=seed)["images"] for qa in i["qa_pairs"]]
+               for seed in range(6)}
+    assert len({json.dumps(c) for c in choices.values()}) > 1     # the seed matters
+
+
+def test_prepare_command_writes_what_visual7w_loading_reads(tmp_path, capsys):
+    captions = tmp_path / "dataset_flickr8k.json"
+    captions.write_text(json.dumps({"images": IMAGES}))
+    out = tmp_path / "qa.json"
+    assert cli.main(["prepare", "caption-qa", "--captions", str(captions), "--out", str(out), "--seed", "1"]) == 0
+    assert "questions about" in capsys.readouterr().out
+    data = load_visual7w(out, tmp_path, "telling", check_files=False)
+    assert {q.split for q in data.questions} <= {"train", "val"} and data.questions
+    assert all(len(q.candidates) == 4 and q.candidates[q.answer_index] == q.answer for q in data.questions)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [{"sentences": []}]}))
+    assert cli.main(["prepare", "caption-qa", "--captions", str(bad), "--out", str(out)]) == 1
