@@ -22,6 +22,8 @@ from vqa.caption_qa import (
 )
 from vqa.data import load_visual7w
 
+from .test_vqa_helpers import TINY, tiny_encoder, write_visual7w  # noqa: F401  (the fixture)
+
 
 def asked(caption: str) -> dict[str, tuple[str, str]]:
     return {q.type: (q.question, q.answer) for q in caption_questions(caption)}
@@ -150,3 +152,40 @@ def test_prepare_command_writes_what_visual7w_loading_reads(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"images": [{"sentences": []}]}))
     assert cli.main(["prepare", "caption-qa", "--captions", str(bad), "--out", str(out)]) == 1
+
+
+def test_question_only_baseline_uses_answer_priors_per_question(tmp_path, capsys):
+    from vqa.baseline import AnswerPriors
+
+    annotations = tmp_path / "qa.json"
+    annotations.write_text(json.dumps(generate(IMAGES * 1, seed=0)))
+    data = load_visual7w(annotations, tmp_path, "telling", check_files=False)
+    priors = AnswerPriors(data.split("train"))
+    q = next(q for q in data.split("train") if q.type == "doing")
+    assert priors.open_ended(q) in {"running", "swimming", "digging"}
+    assert q.candidates[priors.choose(q)] == priors.open_ended(q) or priors.choose(q) in range(4)
+    out = tmp_path / "baseline.json"
+    assert cli.main(["baseline", "--annotations", str(annotations), "--split", "val", "--json", str(out)]) == 0
+    assert "question-only" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert 0 <= report["multiple_choice"]["overall"] <= 1 and report["multiple_choice"]["per_type"]
+
+
+@pytest.mark.usefixtures("tiny_encoder")
+def test_a_captioning_cache_keyed_by_file_stem_is_reused(tmp_path, monkeypatch):
+    import torch
+
+    from captioning.data.cache import FeatureCache
+    from captioning.data.records import ImageRecord
+    from captioning.encoders import create_encoder
+    from vqa import evaluate
+
+    annotations, images = write_visual7w(tmp_path / "data", "telling")
+    data = load_visual7w(annotations, images, "telling")
+    encoder = create_encoder(TINY, pretrained=True)
+    records = [ImageRecord(p.stem, p, "train", []) for p in sorted(images.iterdir())]   # captioning's ids
+    cache = FeatureCache.build(encoder, records, tmp_path / "cache", num_workers=0, progress=False)
+    monkeypatch.setattr(evaluate, "grid_cache", lambda *a, **k: pytest.fail("encoded again"))
+    grids = evaluate.dataset_grids(encoder, data, tmp_path / "cache")
+    key = data.questions[0].image
+    assert torch.equal(grids([key])[0], cache[data.images[key].stem].float())
