@@ -189,3 +189,22 @@ def test_a_captioning_cache_keyed_by_file_stem_is_reused(tmp_path, monkeypatch):
     grids = evaluate.dataset_grids(encoder, data, tmp_path / "cache")
     key = data.questions[0].image
     assert torch.equal(grids([key])[0], cache[data.images[key].stem].float())
+
+
+def test_wrong_choices_hold_no_two_of_one_group():
+    q = Question("what", "What is the man riding?", "horse", "what riding")
+    pool = Counter({"bike": 50, "bicycle": 50, "motorcycle": 50, "skateboard": 1, "wave": 1, "surfboard": 1})
+    for seed in range(20):
+        wrong = wrong_choices(q, {"a", "man", "rides", "horse"}, pool, pool, random.Random(seed))
+        assert len(wrong) == 3 and len(set(wrong) & {"bike", "bicycle", "motorcycle"}) <= 1
+    who = Question("who", "Who is riding a bike?", "man", "who")
+    people = Counter(woman=9, girl=9, child=9, boy=9, baby=9)
+    for seed in range(20):
+        wrong = wrong_choices(who, {"a", "man", "rides", "bike"}, people, people, random.Random(seed))
+        assert not ({"child", "baby"} & set(wrong) and {"boy", "girl"} & set(wrong))
+
+
+def test_no_where_question_about_an_unknown_object():
+    assert "where" not in asked("A woman is carrying a canoe across the river .")    # "Where is the woman carrying?"
+    assert "where" not in asked("A dog is chasing a ball on the grass .")
+    assert asked("A man is riding a bike on the road .")["where"] == ("Where is the man riding?", "road")

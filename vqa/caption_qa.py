@@ -183,7 +183,9 @@ def caption_questions(caption: str) -> list[Question]:
             out.append(Question("what", f"What {be} the {noun} {verb}{' with' if with_ else ''}?", tokens[obj],
                                 f"what {verb}"))
         k = obj + 1
-    for p in range(k, min(k + 3, len(tokens))):
+    unknown_object = verb in TRANSITIVE and obj is None and k < len(tokens) and tokens[k] in DETERMINERS
+    places = range(k, min(k + 3, len(tokens))) if verb not in NOT_DOING and not unknown_object else range(0)
+    for p in places:
         if tokens[p] in PLACE_PREPS:
             place = _det_noun(tokens, p + 1, PLACES)
             if place is None and p + 1 < len(tokens) and tokens[p + 1] in PLACES:
@@ -240,8 +242,9 @@ def image_questions(captions: Sequence[str]) -> list[Question]:
 
 
 def _weighted_sample(pool: Counter, k: int, rng: random.Random, exclude) -> list[str]:
-    """Up to `k` distinct entries of `pool`, drawn with probability proportional to their counts."""
-    items = sorted((a, n) for a, n in pool.items() if not exclude(a))
+    """Up to `k` distinct entries of `pool`, drawn with probability proportional to their counts;
+    `exclude(answer, picked so far)` rules an entry out."""
+    items = sorted((a, n) for a, n in pool.items() if not exclude(a, []))
     picked: list[str] = []
     while items and len(picked) < k:
         r = rng.random() * sum(n for _, n in items)
@@ -249,20 +252,21 @@ def _weighted_sample(pool: Counter, k: int, rng: random.Random, exclude) -> list
             r -= n
             if r < 0 or idx == len(items) - 1:
                 picked.append(a)
-                items.pop(idx)
                 break
+        items = [(a, n) for a, n in items if a not in picked and not exclude(a, picked)]
     return picked
 
 
 def wrong_choices(q: Question, caption_words: set[str], form_pool: Counter, type_pool: Counter,
                   rng: random.Random, k: int = 3) -> list[str]:
     """Up to `k` wrong answers for `q`: from its question form's answers first, then its type's; never one
-    that could also be right for the image (`could_be_right` on all its captions' words)."""
-    def bad(a: str) -> bool:
-        return a == q.answer or could_be_right(q.type, a, caption_words) or \
+    that could also be right for the image (`could_be_right` on all its captions' words), nor two of one
+    group (bike and bicycle both wrong would give the answer away by elimination)."""
+    def bad(a: str, picked: list[str]) -> bool:
+        return a == q.answer or a in picked or could_be_right(q.type, a, caption_words | set(picked)) or \
             q.type == "who" and _person_compatible(a, q.answer)
     wrong = _weighted_sample(form_pool, k, rng, bad)
-    return wrong + _weighted_sample(type_pool, k - len(wrong), rng, lambda a: bad(a) or a in wrong)
+    return wrong + _weighted_sample(type_pool, k - len(wrong), rng, lambda a, picked: bad(a, wrong + picked))
 
 
 def generate(images: Sequence[dict], *, seed: int = 0, per_type: int = 2, choices: int = 3) -> dict:

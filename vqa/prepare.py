@@ -5,6 +5,7 @@ questions generated from captions (`vqa.caption_qa`), splits following the image
 from __future__ import annotations
 
 import argparse
+import random
 from pathlib import Path
 
 from captioning.checkpoint import write_json_atomic
@@ -21,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="captions in the Karpathy layout (dataset_flickr8k.json)")
     p.add_argument("--out", required=True, metavar="QA_JSON", help="Visual7W telling JSON to write")
     p.add_argument("--seed", type=int, default=0, help="seed of the question and wrong-choice sampling")
+    p.add_argument("--examples", type=int, default=0, metavar="N",
+                   help="also print N questions drawn at random (seeded by --seed) as a Markdown table")
     p.add_argument("--per-type", type=int, default=2, help="at most this many questions of each type per image")
 
 
@@ -40,4 +43,16 @@ def main(args: argparse.Namespace) -> dict:
           f"{len(data['images']):,} of {len(entries):,} images")
     for split in sorted(table):
         print(f"  {split:<6}" + "  ".join(f"{t} {table[split][t]:,}" for t in TYPES))
+    if args.examples:
+        print(examples_table(data, args.examples, args.seed))
     return data
+
+
+def examples_table(data: dict, n: int, seed: int) -> str:
+    """`n` questions drawn with `seed`: image, type, question, answer, wrong choices (Markdown)."""
+    pairs = [(image["filename"], image["split"], qa) for image in data["images"] for qa in image["qa_pairs"]]
+    rows = ["| image | split | type | question | answer | wrong choices |", "| --- | --- | --- | --- | --- | --- |"]
+    for filename, split, qa in random.Random(seed).sample(pairs, min(n, len(pairs))):
+        rows.append(f"| {filename} | {split} | {qa['type']} | {qa['question']} | {qa['answer']} | "
+                    f"{', '.join(qa['multiple_choices'])} |")
+    return "\n".join(rows)
