@@ -22,7 +22,7 @@ from vqa.caption_qa import (
 )
 from vqa.data import load_visual7w
 
-from .test_vqa_helpers import TINY, tiny_encoder, write_visual7w  # noqa: F401  (the fixture)
+from .test_vqa_helpers import TINY, TINY_MODEL, tiny_encoder, write_visual7w  # noqa: F401  (the fixture)
 
 
 def asked(caption: str) -> dict[str, tuple[str, str]]:
@@ -208,3 +208,18 @@ def test_no_where_question_about_an_unknown_object():
     assert "where" not in asked("A woman is carrying a canoe across the river .")    # "Where is the woman carrying?"
     assert "where" not in asked("A dog is chasing a ball on the grass .")
     assert asked("A man is riding a bike on the road .")["where"] == ("Where is the man riding?", "road")
+
+
+@pytest.mark.usefixtures("tiny_encoder")
+def test_zero_image_ablation_trains_and_evaluates_without_images(tmp_path, capsys, monkeypatch):
+    from vqa import evaluate
+
+    annotations, images = write_visual7w(tmp_path / "data", "telling")
+    run = tmp_path / "run"
+    assert cli.main(["train", "--annotations", str(annotations), "--images", str(images), "--out", str(run),
+                     "--epochs", "1", "--zero-image", *TINY_MODEL]) == 0
+    assert not (run / "features").exists()                       # no image was encoded
+    monkeypatch.setattr(evaluate, "dataset_grids", lambda *a, **k: pytest.fail("read the images"))
+    out = tmp_path / "eval.json"
+    assert cli.main(["evaluate", str(run), "--split", "val", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["multiple_choice"]["total"] == 3 * 6

@@ -109,6 +109,12 @@ def dataset_grids(encoder: Any, dataset: QADataset, cache_dir: Path, *, device: 
     return cached_grids(grid_cache(encoder, dataset, cache_dir, device=device, num_workers=num_workers))
 
 
+def zero_grids(model: Answerer) -> Grids:
+    """Zeros in place of every image (the `zero_image` ablation: what the question alone gives)."""
+    shape = (model.encoder.num_positions, model.encoder.channels)
+    return lambda keys: torch.zeros(len(keys), *shape)
+
+
 def live_grids(model: Answerer, images: dict[str, Path]) -> Grids:
     """Grids computed by the model's encoder (fine-tuned encoders, or no cache)."""
     return lambda keys: model.encoder.encode_pil([open_image(images[k]) for k in keys])
@@ -175,7 +181,7 @@ def data_config(folder: Path, args: argparse.Namespace):
 
     saved = ckpt.read_config(folder).get("data") or {}
     values = {k: v for k, v in saved.items() if k in ("format", "annotations", "images", "skip_invalid", "val_holdout",
-                                                          "seed", "choices_seed")}
+                                                          "seed", "choices_seed", "zero_image")}
     for key in ("format", "annotations", "images"):
         if getattr(args, key, None):
             values[key] = str(Path(getattr(args, key)).absolute()) if key != "format" else args.format
@@ -213,7 +219,9 @@ def main(args: argparse.Namespace) -> Report:
     if not questions:
         raise ValueError(f"no {args.split} questions in {config.format} data")
     boxes = None
-    if model.encoder.frozen:
+    if config.zero_image:
+        grids = zero_grids(model)
+    elif model.encoder.frozen:
         cache_dir = _cache_dir(args.cache_dir, Path(folder))
         subset = QADataset(dataset.task, questions, dataset.images, dataset.boxes, dataset.types)
         grids = dataset_grids(model.encoder, subset, cache_dir, device=device)
