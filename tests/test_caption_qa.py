@@ -223,3 +223,19 @@ def test_zero_image_ablation_trains_and_evaluates_without_images(tmp_path, capsy
     out = tmp_path / "eval.json"
     assert cli.main(["evaluate", str(run), "--split", "val", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["multiple_choice"]["total"] == 3 * 6
+
+
+def test_bundled_flickr8k_answerer_loads_and_answers():
+    from pathlib import Path
+
+    from PIL import Image
+
+    from vqa import load_answerer
+    from vqa.model import BUNDLED_DIR
+
+    assert sum(p.stat().st_size for p in (Path(BUNDLED_DIR) / "flickr8k-qa").iterdir()) < 10_000_000
+    model = load_answerer("flickr8k-qa", device="cpu")
+    assert {"colour", "how", "many", "where", "who", "doing"} <= set(model.vocab.words)
+    r = model.answer(Image.new("RGB", (224, 224), (200, 120, 40)), "What colour is the dog?",
+                     choices=["brown", "black", "white", "blue"])
+    assert r.text in r.choices and len(r.scores) == 4 and not r.truncated
