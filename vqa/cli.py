@@ -12,12 +12,14 @@ passive_openmp()  # before the commands below load torch (and its OpenMP): idle 
 
 from captioning.cli_base import OneLineErrorParser, run_command  # noqa: E402
 
-from . import answer, evaluate, train  # noqa: E402
+from . import answer, baseline, evaluate, prepare, train  # noqa: E402
 
 COMMANDS = {
     "train": (train, "train a question answerer (Visual7W, easy-VQA, shapes)"),
     "evaluate": (evaluate, "multiple-choice and open-ended accuracy, per question type"),
     "answer": (answer, "answer one question about one image"),
+    "baseline": (baseline, "question-only baseline: answer priors per question, no image"),
+    "prepare": (prepare, "write a question set (caption-qa: questions generated from captions)"),
 }
 
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "soft or hard attention (LSTM-Att).")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,answer}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,answer,baseline,prepare}")
     for name, (module, help_text) in COMMANDS.items():
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text, parents=[common]))
     return parser

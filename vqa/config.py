@@ -77,6 +77,7 @@ class TrainConfig:
     limit: int | None = None            # use at most this many training questions (quick runs)
     cache_dir: str | None = None        # encoder feature cache (default: RUN/features)
     num_workers: int = 0                # image-decoding workers while caching features
+    zero_image: bool = False            # ablation: every image grid is zeros (a question-only model)
     model: AnswererConfig = field(default_factory=AnswererConfig)
 
     def __post_init__(self) -> None:
@@ -129,6 +130,7 @@ HELP = {
     "device": "auto (cuda when available), cpu, cuda or cuda:N",
     "choices_seed": "seed of the sampled wrong answers of easy-VQA questions",
     "num_workers": "image-decoding worker processes while caching features",
+    "zero_image": "ablation: feed zeros instead of the image (a question-only baseline of the same model)",
 }
 
 

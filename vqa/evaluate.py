@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
+from captioning.data.cache import CacheError, FeatureCache
 from captioning.device import resolve_device
 from captioning.encoder_decoder import resolve_checkpoint
 from captioning.images import open_image
@@ -91,6 +92,29 @@ def cached_grids(cache: Any) -> Grids:
     return lambda keys: torch.stack([cache[k] for k in keys]).float()
 
 
+def dataset_grids(encoder: Any, dataset: QADataset, cache_dir: Path, *, device: Any = "cpu",
+                  num_workers: int = 0) -> Grids:
+    """Grids of the dataset's images from the feature cache in `cache_dir`, encoded once when missing.
+
+    A cache built by captioning (`captioning train`, Flickr8k) names its rows by image file stem, not
+    by the QA keys ("v7w:<image_id>"); when such a cache of this encoder (same weights fingerprint)
+    holds every image, it is read as is and nothing is encoded."""
+    used = {q.image: Path(dataset.images[q.image]).stem for q in dataset.questions}
+    try:
+        cache = FeatureCache.open(cache_dir, encoder=encoder)
+    except CacheError:
+        cache = None
+    if cache is not None and not all(k in cache for k in used) and all(s in cache for s in used.values()):
+        return lambda keys: torch.stack([cache[used[k]] for k in keys]).float()
+    return cached_grids(grid_cache(encoder, dataset, cache_dir, device=device, num_workers=num_workers))
+
+
+def zero_grids(model: Answerer) -> Grids:
+    """Zeros in place of every image (the `zero_image` ablation: what the question alone gives)."""
+    shape = (model.encoder.num_positions, model.encoder.channels)
+    return lambda keys: torch.zeros(len(keys), *shape)
+
+
 def live_grids(model: Answerer, images: dict[str, Path]) -> Grids:
     """Grids computed by the model's encoder (fine-tuned encoders, or no cache)."""
     return lambda keys: model.encoder.encode_pil([open_image(images[k]) for k in keys])
@@ -157,7 +181,7 @@ def data_config(folder: Path, args: argparse.Namespace):
 
     saved = ckpt.read_config(folder).get("data") or {}
     values = {k: v for k, v in saved.items() if k in ("format", "annotations", "images", "skip_invalid", "val_holdout",
-                                                          "seed", "choices_seed")}
+                                                          "seed", "choices_seed", "zero_image")}
     for key in ("format", "annotations", "images"):
         if getattr(args, key, None):
             values[key] = str(Path(getattr(args, key)).absolute()) if key != "format" else args.format
@@ -195,11 +219,12 @@ def main(args: argparse.Namespace) -> Report:
     if not questions:
         raise ValueError(f"no {args.split} questions in {config.format} data")
     boxes = None
-    if model.encoder.frozen:
+    if config.zero_image:
+        grids = zero_grids(model)
+    elif model.encoder.frozen:
         cache_dir = _cache_dir(args.cache_dir, Path(folder))
         subset = QADataset(dataset.task, questions, dataset.images, dataset.boxes, dataset.types)
-        grids = cached_grids(grid_cache(model.encoder, subset, cache_dir, device=device,
-                                        num_workers=0))
+        grids = dataset_grids(model.encoder, subset, cache_dir, device=device)
         if model.config.task == QATask.POINTING:
             boxes = BoxFeatures.build(model.encoder, subset, cache_dir, device=device)
     else:

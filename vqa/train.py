@@ -38,8 +38,8 @@ from captioning.vocab import Vocabulary
 from .config import QATask, TrainConfig, add_config_arguments, given, resolve_config, write_run_config
 from .data import QA, QADataset, load_sources, vocabulary_texts
 from .decoder import pack
-from .evaluate import Grids, Report, cached_grids, evaluate_questions, live_grids
-from .features import BoxFeatures, grid_cache
+from .evaluate import Grids, Report, dataset_grids, evaluate_questions, live_grids, zero_grids
+from .features import BoxFeatures
 from .model import Answerer, read_question
 
 
@@ -175,11 +175,12 @@ def main(args: argparse.Namespace) -> TrainerState:
 def _features(model: Answerer, dataset: QADataset, config: TrainConfig,
               run_dir: Path) -> tuple[Grids, BoxFeatures | None]:
     """Encoder grids (cached once per image for a frozen encoder) and, for pointing, box-crop features."""
+    if config.zero_image:
+        return zero_grids(model), None
     if not model.encoder.frozen:
         return live_grids(model, dataset.images), None
     cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "features"
-    grids = cached_grids(grid_cache(model.encoder, dataset, cache_dir, device=model.device,
-                                    num_workers=config.num_workers))
+    grids = dataset_grids(model.encoder, dataset, cache_dir, device=model.device, num_workers=config.num_workers)
     boxes = None
     if config.model.task == QATask.POINTING:
         boxes = BoxFeatures.build(model.encoder, dataset, cache_dir, device=model.device)
@@ -190,4 +191,5 @@ def _data_record(config: TrainConfig) -> dict:
     """What the checkpoint records as its training data (`vqa evaluate RUN` reads it)."""
     return {"format": config.format, "annotations": _portable(config.annotations),
             "images": _portable(config.images), "skip_invalid": config.skip_invalid,
-            "val_holdout": config.val_holdout, "seed": config.seed, "choices_seed": config.choices_seed}
+            "val_holdout": config.val_holdout, "seed": config.seed, "choices_seed": config.choices_seed,
+            "zero_image": config.zero_image}
