@@ -59,3 +59,10 @@ def test_photo_captions_differ_between_photos(captioner):
     name, model = captioner
     texts = [model.caption([open_image(EXAMPLES / p)], beam_size=3)[0].text for p in sorted(EXPECTED)]
     assert len(set(texts)) == len(texts), texts
+
+
+def test_the_app_opens_on_the_photo_models():
+    from app import backend as be
+
+    assert be.bundled_captioners()[0] == "flickr8k" and be.bundled_answerers()[0] == "flickr8k-qa"
+    assert "real photos" in be.model_about("flickr8k") and "shapes" in be.model_about("shapes-soft")
