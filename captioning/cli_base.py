@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .stopping import sigterm_as_interrupt
+
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse with one-line errors (invalid choices still list the valid ones)."""
@@ -30,11 +32,12 @@ def run_command(command: Callable[[argparse.Namespace], Any], args: argparse.Nam
     """Run one command: its exit status (an int it returns, else 0); an error is one `error: ...` line and status 1
     (an interrupt 130), unless `debug`, which lets the exception through with its traceback."""
     try:
-        status = command(args)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            status = command(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM; training says where it saved (`Interrupted`)
         if debug:
             raise
-        print("error: interrupted", file=sys.stderr)
+        print(f"error: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:
         if debug:

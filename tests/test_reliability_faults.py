@@ -199,3 +199,73 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(shape
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
     result = load_captioner(run).caption([Image.new("RGB", (64, 64), (240, 240, 240))], beam_size=1)[0]
     assert isinstance(result.text, str)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_epoch_saves_and_the_rerun_ends_where_an_unbroken_run_ends(shapes, tmp_path, monkeypatch,
+                                                                                 capsys, signum):
+    """SIGTERM (or Ctrl-C) arriving during step 2 of epoch 1: that step finishes, RUN/last is saved there with
+    one line saying so, exit 130; the rerun resumes there and ends with the weights of an unbroken run."""
+    from captioning.train import CaptionHooks
+
+    common = ["train", "--annotations", str(shapes / "dataset_shapes.json"), "--images", str(shapes),
+              "--cache-dir", str(shapes / "cache"), "--epochs", "2", *TINY_TRAIN]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert captioning_cli([*common, "--out", str(whole)]) == 0
+
+    step, calls = CaptionHooks.step, []
+
+    def step_with_a_signal(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signum)  # handled between steps: this step still completes
+        return step(self, batch)
+
+    monkeypatch.setattr(CaptionHooks, "step", step_with_a_signal)
+    capsys.readouterr()
+    assert captioning_cli([*common, "--out", str(broken)]) == 130
+    err = capsys.readouterr().err.split("\r")[-1]
+    name = signal.Signals(signum).name
+    assert err == f"error: stopped by {name} at step 2 (epoch 1); saved {broken / 'last'}: rerun the same command " \
+                  "to resume\n", err
+    meta = json.loads((broken / "last" / "trainer.json").read_text())["trainer"]
+    assert (meta["step"], meta["step_in_epoch"], meta["epoch"]) == (2, 2, 0)
+    assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    monkeypatch.setattr(CaptionHooks, "step", step)
+    assert captioning_cli([*common, "--out", str(broken)]) == 0
+    ours, theirs = load_file(broken / "last" / "model.safetensors"), load_file(whole / "last" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_sigterm_while_caching_features_keeps_what_was_encoded(tmp_path, monkeypatch, capsys):
+    """As with Ctrl-C: the rows encoded so far are committed, one line says how many, exit 130; a rerun
+    encodes only the rest."""
+    from captioning.encoders import ImageEncoder
+
+    root = tmp_path / "shapes"
+    write_shapes_dataset(root, splits=(8, 2, 2), image_size=64, seed=4)
+    argv = ["train", "--annotations", str(root / "dataset_shapes.json"), "--images", str(root), "--out",
+            str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--cache-batch-size", "2",
+            *TINY_TRAIN]
+    forward, calls = ImageEncoder.forward, []
+
+    def forward_then_sigterm(self, pixels):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, pixels)
+
+    monkeypatch.setattr(ImageEncoder, "forward", forward_then_sigterm)
+    assert captioning_cli(argv) == 130
+    err = capsys.readouterr().err
+    match = re.search(r"interrupted: (\d+) of 12 images encoded into (\S+); a rerun encodes the rest", err)
+    assert match and "error: interrupted" in err, err
+    index = json.loads((Path(match.group(2)) / "index.json").read_text())
+    assert len(index["ids"]) == int(match.group(1)) >= 4
+    monkeypatch.setattr(ImageEncoder, "forward", forward)
+    calls.clear()
+    assert captioning_cli(argv) == 0
+    assert len(json.loads((Path(match.group(2)) / "index.json").read_text())["ids"]) == 12

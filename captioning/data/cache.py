@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,6 +216,10 @@ class FeatureCache:
                     if time.monotonic() - last_commit > commit_seconds:
                         commit()
                         last_commit = time.monotonic()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what was encoded stays (committed below); say so
+            print(f"interrupted: {len(written)} of {len(todo)} images encoded into {folder}; a rerun encodes "
+                  "the rest", file=sys.stderr, flush=True)
+            raise
         finally:
             commit()
             encoder.to(home, memory_format=torch.contiguous_format).train(was_training)

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .. import checkpoint as ckpt
+from ..stopping import Interrupted, StopRequests
 from .distributed import Dist
 from .state import TrainerState, TrainingError, load_state, state_files
 
@@ -79,6 +80,7 @@ class Trainer:
         self.resumed = False
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.writer = None
+        self.stops = StopRequests()
 
     def resume(self, restore_rng: bool = True) -> TrainerState:
         """Continue from RUN/last: optimizer, counters and (with `restore_rng`) the random generators."""
@@ -97,13 +99,19 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step if self.resumed else None)
         start = time.time()
+        stops = self.stops
+        handlers = contextlib.ExitStack()
         try:
+            handlers.enter_context(stops.installed())
             while self.state.epoch < self.settings.epochs:
                 self.run_epoch()
+                if stops.signal_name:  # arrived during validation: RUN/last was just saved at the epoch's end
+                    self.stop_on_signal(save=False)
                 if self.state.stopped_early:
                     self.log(f"early stopping: no better {self.settings.metric} for {self.settings.patience} epochs")
                     break
         finally:
+            handlers.close()
             if self.writer is not None:
                 self.writer.close()
         self.log(f"done in {time.time() - start:.0f}s: best {self.settings.metric} {self.state.best_score:.4f} at "
@@ -164,8 +172,19 @@ class Trainer:
                     self.writer.add_scalar(f"train/{name}", value, state.step)
             if settings.checkpoint_every > 0 and state.step % settings.checkpoint_every == 0 and self.d.main:
                 self.hooks.save(self.last, state, None, state_files(self.optimizer, state))
+            if self.stops.signal_name:
+                bar.close()
+                self.stop_on_signal(save=True)
         bar.close()
         return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def stop_on_signal(self, save: bool) -> None:
+        """Save RUN/last at this step (unless just saved) and stop: a rerun of the same command resumes here."""
+        state = self.state
+        if save and self.d.main:
+            self.hooks.save(self.last, state, None, state_files(self.optimizer, state))
+        raise Interrupted(f"stopped by {self.stops.signal_name} at step {state.step} (epoch {state.epoch + 1}); "
+                          f"saved {self.last}: rerun the same command to resume")
 
     def _stop_if_diverged(self, loss: float, norm: float) -> None:
         if math.isfinite(loss) and math.isfinite(norm):
