@@ -156,6 +156,26 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
     module.load_state_dict(tensors, strict=False)
 
 
+def available_memory() -> int | None:
+    """Bytes the kernel says a process can still get (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_fits_memory(parameters: int, source: str | Path) -> None:
+    """Refuse, before allocating, a model whose float32 weights (with the copy a load makes) exceed free memory."""
+    needed, free = 8 * parameters, available_memory()
+    if free is not None and needed > free:
+        raise CheckpointError(f"{source}: the model it describes needs about {needed / 2**30:.1f} GiB for "
+                              f"{parameters / 1e6:,.0f}M parameters; {free / 2**30:.1f} GiB of memory is free")
+
+
 def check_values(tensors: dict[str, torch.Tensor], own: dict[str, torch.Tensor], source: str | Path) -> None:
     """Floating weights must be stored as floats (fp16/bf16/fp32/fp64) and be finite: an int64 or NaN
     tensor would load silently and caption nonsense (an empty caption, or `<pad> <pad> ...`)."""

@@ -140,6 +140,14 @@ class ModelConfig:
         self.hard_inference = _choice(HardInference, self.hard_inference, "hard_inference")
         self.cell = _choice(CellKind, self.cell, "cell")
 
+    def decoder_parameters(self, vocab_size: int, channels: int = 2048) -> int:
+        """About how many parameters the decoder has (an upper bound for any registered encoder's `channels`):
+        what a loader checks against free memory before allocating anything."""
+        e, h, a, d, n = self.embed_dim, self.hidden_dim, self.attention_dim, channels, self.num_layers
+        recurrent = 4 * h * (e + d + h) + (n - 1) * 4 * h * 2 * h
+        return (2 * vocab_size * e + recurrent + 2 * n * d * h + a * (d + h + 1) + h * d + (h + d) * e
+                + vocab_size)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -111,6 +111,7 @@ class EncoderDecoder(nn.Module):
         except (KeyError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
         vocab = Vocabulary.load(folder / ckpt.VOCAB)
+        ckpt.check_fits_memory(config.decoder_parameters(len(vocab)), folder / ckpt.CONFIG)
         encoder_saved = meta.get("encoder_weights") == "saved"
         try:
             model = cls(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)

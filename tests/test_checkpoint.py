@@ -113,6 +113,24 @@ def test_config_sizes_are_bounded_before_anything_is_allocated(tmp_path, vocab, 
     assert time.perf_counter() - start < 1.0 and "\n" not in str(caught.value)
 
 
+def test_a_model_larger_than_free_memory_is_refused_before_allocating(tmp_path, vocab, monkeypatch):
+    """Within the per-field bounds, 4 layers of 4,096 units still ask for ~4 GiB: checked against free memory."""
+    import time
+
+    import captioning.checkpoint as ckpt
+
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["model"].update(hidden_dim=4096, num_layers=4)
+    (folder / "config.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(ckpt, "available_memory", lambda: 2**30)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"config.json: the model it describes needs about \d+\.\d GiB .*"
+                                              r"1\.0 GiB of memory is free"):
+        load_captioner(folder)
+    assert time.perf_counter() - start < 1.0
+
+
 @pytest.mark.parametrize("damage, says", [(lambda t: t.fill_(float("nan")), "NaN or infinite"),
                                            (lambda t: t.to(torch.int64), "stored as int64")])
 def test_weights_must_be_finite_floats(tmp_path, vocab, damage, says):
