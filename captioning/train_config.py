@@ -176,4 +176,11 @@ def resolve_config(args: argparse.Namespace) -> CaptionTrainConfig:
     for key in ("annotations", "images"):
         if values[key] is None:
             raise ValueError(f"--{key} is required (on the command line or in --config)")
-    return SCHEMA.from_flat(values)
+    try:
+        return SCHEMA.from_flat(values)
+    except ValueError as exc:  # a value out of its bounds: say where it came from
+        given, config = SCHEMA.given(args), getattr(args, "config", None)
+        key = next((k for k in values if str(exc).startswith(f"{k} ") or str(exc).startswith(f"reinforce.{k}")), None)
+        where = (f"--{key.replace('_', '-')}" if key in given else str(config) if config
+                 else str(run_dir / RUN_CONFIG))
+        raise ValueError(f"{where}: {exc}") from None

@@ -198,3 +198,13 @@ def test_image_paths_must_stay_under_the_image_folder(tmp_path, filename):
     with pytest.raises(DatasetError, match=r"images\[0\]: image path .* leaves the image folder"):
         load_karpathy(tmp_path / "ann.json", images)
     assert load_karpathy(tmp_path / "ann.json", images, skip_invalid=True) == []
+
+
+def test_missing_images_are_counted_not_just_the_first(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    data = {"images": [{"filename": f"{i}.jpg", "split": "train", "sentences": [{"raw": "a cat"}]} for i in range(3)]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"images\[0\]: image file not found: .*0\.jpg \(3 of 3 image files missing: "
+                                           r"is --images the right folder\?\)"):
+        load_karpathy(tmp_path / "ann.json", images)

@@ -30,20 +30,30 @@ class EntryError(Exception):
 
 
 class Skips:
-    """Counts skipped entries by kind and logs a one-line summary."""
+    """Counts skipped entries by kind and logs a one-line summary. Without skipping, the first bad entry
+    stops the load, except missing image files: those are all counted first, so the one line says how
+    many are missing (all of them usually means a wrong --images)."""
+
+    MISSING = "missing image files"
 
     def __init__(self, label: str, skip: bool):
         self.label, self.skip = label, skip
         self.counts: Counter[str] = Counter()
         self.first: dict[str, str] = {}
+        self.seen = 0
 
     def __call__(self, error: EntryError) -> None:
-        if not self.skip:
+        if not self.skip and error.kind != self.MISSING:
             raise DatasetError(f"{self.label}: {error}") from None
         self.counts[error.kind] += 1
         self.first.setdefault(error.kind, str(error))
 
-    def report(self) -> None:
+    def report(self, entries: int | None = None) -> None:
+        """Log what was skipped; without skipping, raise for missing image files (how many of `entries`)."""
+        if not self.skip and self.counts[self.MISSING]:
+            of = f" of {entries}" if entries is not None else ""
+            raise DatasetError(f"{self.label}: {self.first[self.MISSING]} ({self.counts[self.MISSING]}{of} "
+                               "image files missing: is --images the right folder?)")
         if self.counts:
             parts = [f"{n} {kind} (first: {self.first[kind]})" for kind, n in self.counts.most_common()]
             log.warning("%s: skipped %d entries: %s", self.label, sum(self.counts.values()), "; ".join(parts))

@@ -104,15 +104,16 @@ def load_flickr8k(annotations: str | os.PathLike, images: str | os.PathLike, *, 
     """`ImageRecord`s of a `Flickr8k.token.txt` and the split lists beside it."""
     folder = Path(images).absolute()
     skips = Skips(str(annotations), skip_invalid)
-    records = []
+    records, named = [], 0
     for name, split, captions in read_flickr8k(annotations, skip_invalid):
+        named += 1
         try:
             path = existing_file([folder / name], name, check_files, root=folder)
         except EntryError as error:
             skips(error)
             continue
         records.append(ImageRecord(Path(name).stem, path, split, captions))
-    skips.report()
+    skips.report(named)
     return records
 
 

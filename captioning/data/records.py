@@ -73,7 +73,7 @@ def load_karpathy(annotations: str | os.PathLike, images: str | os.PathLike, *, 
         if split == "restval" and merge_restval:
             split = "train"
         records.append(ImageRecord(image_id, path, split, captions, objects))
-    skips.report()
+    skips.report(len(entries))
     return records
 
 
@@ -161,7 +161,7 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
             skips(error)
             continue
         records.append(ImageRecord(image_id, path, split, [a["caption"].strip() for a in anns]))
-    skips.report()
+    skips.report(len(positions))
     return records
 
 
