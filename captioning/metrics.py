@@ -158,6 +158,8 @@ def score_captions(references: Refs, hypotheses: Hyps, *, use_java: bool | None 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """A COCO results file: a JSON list of {"image_id", "caption"}."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise ValueError(f"{path}: not a regular file (a directory, pipe or device), not a results file")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -208,3 +208,18 @@ def test_missing_images_are_counted_not_just_the_first(tmp_path):
     with pytest.raises(DatasetError, match=r"images\[0\]: image file not found: .*0\.jpg \(3 of 3 image files missing: "
                                            r"is --images the right folder\?\)"):
         load_karpathy(tmp_path / "ann.json", images)
+
+
+@pytest.mark.parametrize("fmt", ["auto", "karpathy", "coco", "flickr8k"])
+def test_a_directory_or_a_fifo_is_named_as_such_not_read(tmp_path, fmt):
+    """A FIFO given as annotations would block a read forever; a directory is not 'no such file'."""
+    import os
+
+    from captioning.data import load_dataset
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match="fifo.json: not a regular file"):
+        load_dataset(fifo, tmp_path, format=fmt)
+    with pytest.raises(DatasetError, match="is a directory"):
+        load_dataset(tmp_path, tmp_path, format=fmt)

@@ -59,7 +59,17 @@ class Skips:
             log.warning("%s: skipped %d entries: %s", self.label, sum(self.counts.values()), "; ".join(parts))
 
 
+def regular_file(path: Path, what: str = "annotation file") -> Path:
+    """`path` if it is a regular file; a directory, FIFO or device is named as such (a FIFO would block)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+        raise DatasetError(f"{path}: is {kind}, not an {what}" if path.is_dir() else f"{path}: {kind}")
+    return path
+
+
 def read_json(path: Path) -> Any:
+    regular_file(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

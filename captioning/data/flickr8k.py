@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ..vocab import tokenize
-from .annotations import DatasetError, EntryError, Skips, existing_file
+from .annotations import DatasetError, EntryError, Skips, existing_file, regular_file
 from .records import ImageRecord
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def read_token_file(path: Path, skips: Skips) -> dict[str, list[str]]:
 
 def read_flickr8k(annotations: str | os.PathLike, skip_invalid: bool = False) -> list[tuple[str, str, list[str]]]:
     """(file name, split, captions) of every image in a split list, in caption-file order."""
-    path = Path(annotations)
+    path = regular_file(Path(annotations))
     skips = Skips(str(path), skip_invalid)
     captions = read_token_file(path, skips)
     splits = read_split_lists(path.parent)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .annotations import DatasetError, read_json
+from .annotations import DatasetError, read_json, regular_file
 from .flickr8k import load_flickr8k, looks_like_token_file
 from .records import ImageRecord, load_coco, load_karpathy
 
@@ -32,6 +32,7 @@ def sniff_format(annotations: str | os.PathLike) -> str:
         return "karpathy"
     if path.name.startswith("captions_"):
         return "coco"
+    regular_file(path)  # a FIFO would block the sniffing read below
     if looks_like_token_file(path):
         return "flickr8k"
     data = read_json(path)

@@ -21,6 +21,7 @@ from .annotations import (
     file_and_split,
     list_field,
     read_json,
+    regular_file,
     require,
 )
 
@@ -98,7 +99,7 @@ def load_coco(annotations: str | os.PathLike, images: str | os.PathLike, *, spli
     is looked up as images / file_name, then images / <train2014|val2014|...> / file_name."""
     from pycocotools.coco import COCO
 
-    annotations, images = Path(annotations), Path(images).absolute()
+    annotations, images = regular_file(Path(annotations)), Path(images).absolute()
     match = _COCO_SPLIT.search(annotations.name)
     if split is None:
         if match is None:
