@@ -269,3 +269,27 @@ def test_sigterm_while_caching_features_keeps_what_was_encoded(tmp_path, monkeyp
     calls.clear()
     assert captioning_cli(argv) == 0
     assert len(json.loads((Path(match.group(2)) / "index.json").read_text())["ids"]) == 12
+
+
+def test_an_epoch_resumed_after_its_last_step_logs_no_loss_not_zero(shapes, tmp_path, monkeypatch, capsys):
+    from captioning.train import CaptionHooks
+
+    argv = ["train", "--annotations", str(shapes / "dataset_shapes.json"), "--images", str(shapes), "--out",
+            str(tmp_path / "run"), "--cache-dir", str(shapes / "cache"), "--epochs", "1", *TINY_TRAIN]
+    step, calls = CaptionHooks.step, []
+
+    def signal_at_the_last_step(self, batch):
+        calls.append(1)
+        if len(calls) == STEPS_PER_EPOCH:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, batch)
+
+    monkeypatch.setattr(CaptionHooks, "step", signal_at_the_last_step)
+    assert captioning_cli(argv) == 130
+    monkeypatch.setattr(CaptionHooks, "step", step)
+    capsys.readouterr()
+    assert captioning_cli(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"epoch 1/1  loss -  nll -  ", out) and "loss 0.0000" not in out, out
+    history = json.loads((tmp_path / "run" / "last" / "trainer.json").read_text())["trainer"]["history"]
+    assert history[-1]["loss"] is None

@@ -129,14 +129,15 @@ class Trainer:
         state.step_in_epoch = 0
         improved = state.record_validation(validation.score, self.settings.patience)
         state.history.append({"epoch": state.epoch, "step": state.step, **validation.history,
-                              "seconds": round(time.time() - t0, 1), **stats})
+                              "seconds": round(time.time() - t0, 1),
+                              **{k: None if math.isnan(v) else v for k, v in stats.items()}})
         if self.d.main:
             self._log_validation(validation, stats)
             if improved:
                 self.hooks.save(self.best, state, validation, None)
             self.hooks.save(self.last, state, validation, state_files(self.optimizer, state))
             self.writer.flush()
-        self.log(f"epoch {state.epoch}/{self.settings.epochs}  loss {stats['loss']:.4f}  nll {stats['nll']:.4f}  "
+        self.log(f"epoch {state.epoch}/{self.settings.epochs}  loss {_shown(stats['loss'])}  nll {_shown(stats['nll'])}  "
                  f"{validation.summary}{' *' if improved else ''}  (best {state.best_score:.4f} at epoch "
                  f"{state.best_epoch})  {time.time() - t0:.0f}s")
 
@@ -176,7 +177,8 @@ class Trainer:
                 bar.close()
                 self.stop_on_signal(save=True)
         bar.close()
-        return {k: v / max(count, 1) for k, v in sums.items()}
+        # an epoch resumed after its last step has no loss of its own: nan, shown as "-", never 0.0000
+        return {k: v / count if count else math.nan for k, v in sums.items()}
 
     def stop_on_signal(self, save: bool) -> None:
         """Save RUN/last at this step (unless just saved) and stop: a rerun of the same command resumes here."""
@@ -199,7 +201,12 @@ class Trainer:
         step, writer = self.state.step, self.writer
         for name, value in validation.scalars.items():
             writer.add_scalar(name, value, step)
-        writer.add_scalar("train/epoch_loss", stats["loss"], step)
+        if not math.isnan(stats["loss"]):
+            writer.add_scalar("train/epoch_loss", stats["loss"], step)
         writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
         for name, text in validation.texts.items():
             writer.add_text(name, text, step)
+
+
+def _shown(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
