@@ -147,3 +147,15 @@ def test_shapes_questions(tmp_path):
     for q in data.questions:
         assert q.answer in q.candidates and 2 <= len(q.candidates) <= 4
         assert data.images[q.image].is_file()
+
+
+def test_one_box_id_answer_in_a_telling_file_is_a_bad_entry_not_a_pointing_file(tmp_path):
+    annotations, images = write_visual7w(tmp_path, "telling")
+    data = json.loads(annotations.read_text())
+    data["images"][0]["qa_pairs"][0]["answer"] = 7
+    annotations.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r'images\[0\]\.qa_pairs\[0\]: "answer" has the wrong type \(int\)') as caught:
+        load_visual7w(annotations, images, "telling")
+    assert "pointing file" not in str(caught.value)
+    full = len(load_visual7w(*write_visual7w(tmp_path / "ok", "telling"), "telling").questions)
+    assert len(load_visual7w(annotations, images, "telling", skip_invalid=True).questions) == full - 1

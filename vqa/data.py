@@ -112,6 +112,7 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: QATask | st
     data = read_json(path)
     entries = list_field(data, "images", path)
     skips = Skips(str(path), skip_invalid)
+    _check_file_kind(entries, task, path)
     boxes: dict[int, Box] = {}
     if task == QATask.POINTING:
         if not isinstance(data.get("boxes"), list):
@@ -171,6 +172,20 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: QATask | st
     return QADataset(task, questions, files, boxes, types)
 
 
+def _check_file_kind(entries: list, task: QATask, path: Path) -> None:
+    """A telling file read as pointing (or the reverse) is the wrong file, said once; one odd answer among
+    many is a bad entry (named, and skippable), not a verdict on the file."""
+    answers = [qa.get("answer") for e in entries if isinstance(e, dict) and isinstance(e.get("qa_pairs"), list)
+               for qa in e["qa_pairs"] if isinstance(qa, dict)]
+    text = sum(isinstance(a, str) for a in answers)
+    boxes = sum(isinstance(a, int) and not isinstance(a, bool) for a in answers)
+    wrong = boxes if task == QATask.TELLING else text
+    if answers and wrong > len(answers) / 2:
+        other = (QATask.TELLING if task == QATask.POINTING else QATask.POINTING).value
+        raise DatasetError(f"{path}: the answers are {'box ids' if task == QATask.TELLING else 'text'}: "
+                           f"this is a {other} file; use --task {other}")
+
+
 def _box(entry: Any, where: str) -> Box:
     number = (int, float)
     return Box(require(entry, "box_id", int, where), require(entry, "x", number, where),
@@ -180,12 +195,6 @@ def _box(entry: Any, where: str) -> Box:
 
 def _qa(qa: Any, at: str, task: QATask, boxes: dict[int, Box], seen: dict[int | str, str]) -> QA:
     """One qa_pair, checked (its image fields are filled in by the caller)."""
-    answer = qa.get("answer") if isinstance(qa, dict) else None
-    if task == QATask.POINTING and isinstance(answer, str) or task == QATask.TELLING and isinstance(answer, int) \
-            and not isinstance(answer, bool):
-        other = (QATask.TELLING if task == QATask.POINTING else QATask.POINTING).value  # the wrong file: not skippable
-        raise DatasetError(f"{at}: the answers are {'text' if isinstance(answer, str) else 'box ids'}: "
-                           f"this is a {other} file; use --task {other}")
     kind = int if task == QATask.POINTING else str
     qa_id = require(qa, "qa_id", (int, str), at)
     question = require(qa, "question", str, at)
