@@ -22,6 +22,8 @@ def one_line_error(exc: BaseException) -> str:
     """The message a command prints for `exc`: its first words, the type for unexpected kinds."""
     message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     message = " ".join(message.split()) or type(exc).__name__
+    if len(message) > 600:  # whatever a hostile file put in it, the error stays one short line
+        message = f"{message[:400]} ... {message[-150:]}"
     known = (ValueError, RuntimeError, OSError, KeyError)
     if type(exc).__name__ == "OutOfMemoryError":
         return f"out of memory ({message[:200]}); lower --batch-size"

@@ -57,12 +57,18 @@ def _register_yaml() -> None:
 _register_yaml()
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut in the middle past `limit` characters: a hostile value never floods an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
+
+
 def _choice(kind: type[Choice], value: Any, name: str) -> Choice:
     try:
         return kind(value)
     except ValueError:
         valid = tuple(m.value for m in kind)
-        raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
+        raise ValueError(f"{name} must be one of {valid}, got {shown(value)}") from None
 
 
 # What the architecture could sensibly be: a config.json beyond these is a typo or hostile, and is refused
@@ -79,9 +85,9 @@ def _checked(name: str, value: Any, kind: type, bounds: tuple | None) -> Any:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = isinstance(value, bool) if kind is bool else numeric and (kind is float or isinstance(value, int))
     if not ok:
-        raise ValueError(f"{name} must be {'true or false' if kind is bool else kind.__name__}, got {value!r}")
+        raise ValueError(f"{name} must be {'true or false' if kind is bool else kind.__name__}, got {shown(value)}")
     if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        raise ValueError(f"{name} must be between {bounds[0]} and {bounds[1]}, got {value!r}")
+        raise ValueError(f"{name} must be between {bounds[0]} and {bounds[1]}, got {shown(value)}")
     return float(value) if kind is float else value
 
 
@@ -125,9 +131,9 @@ class ModelConfig:
         if isinstance(self.reinforce, dict):
             self.reinforce = ReinforceConfig(**self.reinforce)
         if not isinstance(self.reinforce, ReinforceConfig):
-            raise ValueError(f"reinforce must be a mapping, got {self.reinforce!r}")
+            raise ValueError(f"reinforce must be a mapping, got {shown(self.reinforce)}")
         if not isinstance(self.encoder, str):
-            raise ValueError(f"encoder must be a name, got {self.encoder!r}")
+            raise ValueError(f"encoder must be a name, got {shown(self.encoder)}")
         for name, bounds in INT_LIMITS.items():
             value = getattr(self, name)
             if value is not None or name not in ("image_size", "grid_size"):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .config import shown
 from .efficientnet_lite import EfficientNetLite0, fold_batchnorm, load_lite0_imagenet
 from .ops import DerivedTensors
 
@@ -147,7 +148,7 @@ def create_encoder(name: str, *, pretrained: bool = True, grid_size: int | None 
                    image_size: int | None = None, fine_tune_blocks: int = 0) -> ImageEncoder:
     """Build a registered encoder. `pretrained=False` gives random weights (tests only)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(list_encoders())}")
+        raise ValueError(f"unknown encoder {shown(name)}; choose one of: {', '.join(list_encoders())}")
     return _REGISTRY[name](pretrained=pretrained, grid_size=grid_size, image_size=image_size,
                            fine_tune_blocks=fine_tune_blocks)
 
