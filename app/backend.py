@@ -84,9 +84,12 @@ def list_examples() -> list[Path]:
     return sorted(found, key=lambda p: (p.suffix.lower() == ".png", p.name))
 
 
-def example_label(path: Path) -> str:
-    kind = "shapes scene" if path.suffix.lower() == ".png" else "photo"
-    return f"{path.stem.replace('-', ' ')} ({kind})"
+def example_label(path: Path, longest: int = 34) -> str:
+    """A chip-sized label: "photo: cat chelsea", "shapes: a red triangle" (long names end in "…")."""
+    kind = "shapes" if path.suffix.lower() == ".png" else "photo"
+    words = path.stem.replace("-", " ")
+    label = f"{kind}: {words}"
+    return label if len(label) <= longest else label[:longest - 1].rstrip() + "…"
 
 
 def _bundled(folder: Path) -> list[str]:

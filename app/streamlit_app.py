@@ -205,7 +205,7 @@ def caption_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | Non
         if len(result.alternatives) > 1:
             st.markdown("**Beam alternatives**")
             table = pd.DataFrame([(f"{lp:.2f}", text) for text, lp in result.alternatives],
-                                 columns=["log p", "caption"])
+                                 columns=["log\u00a0p", "caption"])  # a no-break space: the header never wraps
             st.table(table, hide_index=True, border="horizontal")
     with picture:
         st.image(item.preview, caption="input", width="stretch", alt=f"{item.name}")

@@ -115,5 +115,6 @@ def test_examples_are_bundled_and_named():
     examples = be.list_examples()
     assert len(examples) >= 3
     assert all(be.load_image_bytes(p.name, p.read_bytes()).error is None for p in examples)
-    assert be.example_label(examples[0]) == examples[0].stem.replace("-", " ") + " (photo)"  # real photos first
-    assert be.example_label(examples[-1]).endswith("(shapes scene)")
+    assert be.example_label(examples[0]) == "photo: " + examples[0].stem.replace("-", " ")  # real photos first
+    assert be.example_label(examples[-1]).startswith("shapes: ")
+    assert all(len(be.example_label(p)) <= 34 for p in examples)  # a multiselect chip shows it whole

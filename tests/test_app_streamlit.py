@@ -87,7 +87,7 @@ def test_caption_flow_upload_and_example(page, tiny_checkpoint):
     assert f"attention for “{words[first]}” (word {first + 1})" in captions   # the sharpest map first
     assert sum("word by word" in c for c in captions) == 2
     alternatives = page.table[0].value
-    assert list(alternatives.columns) == ["log p", "caption"] and len(alternatives) == 3
+    assert list(alternatives.columns) == ["log\u00a0p", "caption"] and len(alternatives) == 3
     assert alternatives["caption"][0] == expected[0].text
 
     other = 1 if first != 1 else 0
