@@ -118,3 +118,14 @@ def test_examples_are_bundled_and_named():
     assert be.example_label(examples[0]) == "photo: " + examples[0].stem.replace("-", " ")  # real photos first
     assert be.example_label(examples[-1]).startswith("shapes: ")
     assert all(len(be.example_label(p)) <= 34 for p in examples)  # a multiselect chip shows it whole
+
+
+def test_transparent_areas_of_an_upload_stay_light_under_the_attention_overlay():
+    image = Image.new("RGBA", (100, 100), (0, 0, 0, 0))   # transparent black: shown as white, never as black
+    image.paste((255, 0, 0, 255), (0, 0, 50, 100))
+    data = io.BytesIO()
+    image.save(data, "PNG")
+    item = be.load_image_bytes("t.png", data.getvalue())
+    assert item.preview.getpixel((75, 50)) == (255, 255, 255)
+    flat = overlay.heatmap(item.preview, np.full((7, 7), 1 / 49, np.float32))
+    assert min(flat.getpixel((75, 50))) > 100
