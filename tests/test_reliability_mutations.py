@@ -108,3 +108,31 @@ def test_mutated_annotation_file(valid, tmp_path_factory, capsys, data):
     run_cli(["evaluate", str(valid["checkpoint"]), "--annotations", str(path), "--images", str(valid["images"]),
              "--split", "test", "--no-java", "--beam-size", "1", "--max-images", "1", "--device", "cpu",
              "--json", str(folder / "m.json"), "--results-out", str(folder / "r.json")], capsys)
+
+
+@LIMITS
+@given(data=st.data())
+def test_mutated_visual7w_file_loads_or_gives_one_line(tmp_path_factory, data):
+    from captioning.data.annotations import DatasetError
+    from vqa.data import load_visual7w
+
+    from .test_vqa_helpers import write_visual7w
+
+    folder = tmp_path_factory.mktemp("v7w")
+    annotations, images = write_visual7w(folder, "telling")
+    document = json.loads(annotations.read_text())
+    qa = data.draw(st.sampled_from(document["images"]))["qa_pairs"][0]
+    key = data.draw(st.sampled_from(sorted(qa)))
+    if data.draw(st.booleans()):
+        qa.pop(key)
+    else:
+        qa[key] = data.draw(ODD_VALUES | st.sampled_from(["", "?!", qa.get("answer"), "../../etc/passwd"]))
+    annotations.write_text(json.dumps(document))
+    start = time.perf_counter()
+    for skip in (False, True):
+        try:
+            load_visual7w(annotations, images, "telling", skip_invalid=skip)
+        except DatasetError as exc:
+            assert not skip or "file" in str(exc), exc
+            assert "\n" not in str(exc) and len(str(exc)) < 1000, str(exc)[:300]
+    assert time.perf_counter() - start < 5.0
