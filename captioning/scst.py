@@ -26,6 +26,7 @@ import torch
 from .cider import CiderD
 from .data.records import ImageRecord
 from .model import Captioner
+from .search import Hypothesis
 from .training import Dist, Hooks, TrainerState, Validation, epoch_batches
 
 DF_FILE = "scst_df.json"  # RUN/scst_df.json: the training split's CIDEr-D document frequencies
@@ -51,6 +52,8 @@ class ScstOutput:
     reward: float                     # mean sampled reward
     baseline: float                   # mean baseline
     advantage: float                  # mean |reward - baseline|
+    sample_log_prob: float            # mean log p(sample) as sampled (decode) ...
+    forced_log_prob: float            # ... and as teacher-forced: equal unless the two passes disagree
 
 
 def training_cider(run_dir: Path, train: Sequence[ImageRecord], d: Dist) -> CiderD:
@@ -107,10 +110,10 @@ def advantages(rewards: torch.Tensor, greedy: torch.Tensor | None, samples: int)
     return (per_image - baseline).reshape(-1), baseline.reshape(-1)
 
 
-def caption_tensor(token_ids: Sequence[Sequence[int]], start_id: int, end_id: int) -> torch.Tensor:
+def caption_tensor(hypotheses: Sequence[Hypothesis], start_id: int, end_id: int) -> torch.Tensor:
     """(N, T + 1) <start> w_1 .. w_n <end> <pad>...: sampled words as teacher-forcing input and targets
     (a caption cut at max_len has no <end>; padding is 0)."""
-    rows = [[start_id, *ids, end_id] for ids in token_ids]
+    rows = [[start_id, *h.token_ids, *([end_id] if h.finished else [])] for h in hypotheses]
     width = max(map(len, rows))
     return torch.tensor([r + [0] * (width - len(r)) for r in rows], dtype=torch.long)
 
@@ -141,32 +144,37 @@ class SelfCriticalHooks(Hooks):
         return [[self.records[i] for i in batch] for batch in order]
 
     @torch.no_grad()
-    def sample(self, features: torch.Tensor) -> tuple[list[list[int]], list[list[int]] | None]:
+    def sample(self, features: torch.Tensor) -> tuple[list[Hypothesis], list[Hypothesis] | None]:
         """K sampled captions per image (image-major) and, for the greedy baseline, the greedy captions."""
         decoder, k, max_len = self.model.decoder, self.settings.samples, self.settings.max_len
+        # The policy that samples is the one that learns: no dropout (and test-time hard attention). The
+        # train -> eval switch also drops the weight copies decoding reads (`ops.DerivedTensors`), which
+        # a fused Adam step, updating weights in place without bumping their versions, would leave stale.
+        decoder.train()
+        decoder.eval()
         memory, state = decoder.memory(features), decoder.init_state(features)
         repeated = tuple(s.repeat_interleave(k, 0) for s in state)  # memory stays one row per image
         sampled = self.model.decode(repeated, memory, sample=True, temperature=1.0, max_len=max_len)
         greedy = self.model.decode(state, memory, beam_size=1, max_len=max_len) \
             if self.settings.baseline == "greedy" else None
-        ids = [h[0].token_ids for h in sampled]
-        return ids, [h[0].token_ids for h in greedy] if greedy is not None else None
+        return [h[0] for h in sampled], [h[0] for h in greedy] if greedy is not None else None
 
     def step(self, batch: list[ImageRecord]) -> ScstOutput:
         k, vocab = self.settings.samples, self.model.vocab
         features = torch.stack([self.features[r.image_id] for r in batch]).to(self.device).float()  # (I, P, D)
-        self.model.decoder.eval()  # the policy that sampled: no dropout (and test-time hard attention)
         sampled, greedy = self.sample(features)
         per_sample = [r for r in batch for _ in range(k)]
-        rewards = self.reward([" ".join(vocab.decode(ids)) for ids in sampled], per_sample)
-        greedy_rewards = self.reward([" ".join(vocab.decode(ids)) for ids in greedy], batch) if greedy is not None else None
+        rewards = self.reward([" ".join(vocab.decode(h.token_ids)) for h in sampled], per_sample)
+        greedy_rewards = self.reward([" ".join(vocab.decode(h.token_ids)) for h in greedy], batch) \
+            if greedy is not None else None
         advantage, baseline = advantages(rewards, greedy_rewards, k)
         captions = caption_tensor(sampled, vocab.start_id, vocab.end_id).to(self.device)
         out = self.net(features, captions)  # teacher-forced: K captions per image share its grid
         n_words = (captions[:, 1:] != 0).sum()
         loss = -(advantage.to(self.device) * out.sequence_log_probs).mean()
         nll = -out.sequence_log_probs.detach().sum() / n_words
-        result = ScstOutput(loss, nll, float(rewards.mean()), float(baseline.mean()), float(advantage.abs().mean()))
+        result = ScstOutput(loss, nll, float(rewards.mean()), float(baseline.mean()), float(advantage.abs().mean()),
+                            sum(h.log_prob for h in sampled) / len(sampled), float(out.sequence_log_probs.detach().mean()))
         self.record(result)
         return result
 
