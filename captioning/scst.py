@@ -37,6 +37,7 @@ class ScstSettings:
     samples: int = 5              # K captions sampled per image
     baseline: str = "greedy"      # greedy | mean
     bleu_weight: float = 0.0      # reward = CIDEr-D + bleu_weight * BLEU-4
+    per_word: bool = False        # advantage x mean word log-prob of a sample instead of the sum
     images_per_batch: int = 16
     max_len: int = 20
     seed: int = 0
@@ -171,7 +172,10 @@ class SelfCriticalHooks(Hooks):
         captions = caption_tensor(sampled, vocab.start_id, vocab.end_id).to(self.device)
         out = self.net(features, captions)  # teacher-forced: K captions per image share its grid
         n_words = (captions[:, 1:] != 0).sum()
-        loss = -(advantage.to(self.device) * out.sequence_log_probs).mean()
+        log_probs = out.sequence_log_probs
+        if self.settings.per_word:  # each sample's words share its advantage: length-neutral
+            log_probs = log_probs / (captions[:, 1:] != 0).sum(dim=1).clamp_min(1)
+        loss = -(advantage.to(self.device) * log_probs).mean()
         nll = -out.sequence_log_probs.detach().sum() / n_words
         result = ScstOutput(loss, nll, float(rewards.mean()), float(baseline.mean()), float(advantage.abs().mean()),
                             sum(h.log_prob for h in sampled) / len(sampled), float(out.sequence_log_probs.detach().mean()))

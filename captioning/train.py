@@ -215,7 +215,7 @@ def self_critical_hooks(base: CaptionHooks, model: Captioner, net: torch.nn.Modu
         raise TrainingError("--scst needs a frozen encoder (--fine-tune-blocks 0): it samples from cached grids")
     reward = CaptionReward(training_cider(run_dir, data.train, d), config.scst_bleu_weight)
     settings = ScstSettings(samples=config.scst_samples, baseline=config.scst_baseline,
-                            bleu_weight=config.scst_bleu_weight,
+                            bleu_weight=config.scst_bleu_weight, per_word=config.scst_per_word,
                             images_per_batch=max(1, config.batch_size // config.scst_samples),
                             max_len=config.model.max_len, seed=config.seed, log_every=config.log_every)
     return SelfCriticalHooks(base, model, net, data.train, features, reward, settings, device, d)

@@ -50,6 +50,7 @@ class CaptionTrainConfig:
     scst_samples: int = 5               # K sampled captions per image (batch_size // K images per batch)
     scst_baseline: str = "greedy"       # greedy: the greedy caption's reward; mean: the other K-1 samples' mean
     scst_bleu_weight: float = 0.0       # reward = CIDEr-D + this * BLEU-4 (sentence level)
+    scst_per_word: bool = False         # weigh each sample's mean word log-prob, not the sum (length-neutral)
     # machinery
     device: str | None = None           # None: cuda when available
     amp: bool = True                    # bf16 autocast on CUDA (never on CPU)
@@ -144,6 +145,8 @@ HELP = {
     "scst_samples": "captions sampled per image (batch-size // this images per batch)",
     "scst_baseline": "reward baseline: the greedy caption's (greedy) or the other samples' mean (mean)",
     "scst_bleu_weight": "add this times the sentence BLEU-4 to the CIDEr-D reward",
+    "scst_per_word": "advantage times each sample's mean word log-probability instead of the sum (long samples "
+                     "then weigh no more than short ones)",
     "device": "cpu or cuda (default: cuda when available)",
     "amp": "bf16 autocast on CUDA (never on CPU)",
     "num_workers": "data loader worker processes",
@@ -157,7 +160,7 @@ GROUPS = {
     "model": [k for k, key in SCHEMA.keys.items() if key.path.startswith("model.")],
     "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay",
                      "clip_grad", "patience", "seed", "beam_size", "val_max_images", "train_max_images", "val_metric"],
-    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight"],
+    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_per_word"],
     "machinery": ["device", "amp", "num_workers", "cache_batch_size", "checkpoint_every", "log_every"],
 }
 

@@ -91,22 +91,23 @@ class NoValidation(Hooks):
         pass
 
 
-def toy_hooks(vocab, baseline: str = "mean"):
+def toy_hooks(vocab, baseline: str = "mean", per_word: bool = False):
     torch.manual_seed(0)
     model = tiny_captioner(vocab, max_len=6)
     records = [ImageRecord(i, Path(f"{i}.png"), "train", ["a red circle"]) for i in range(2)]
     features = dict(enumerate(random_features(2, positions=4, dim=model.encoder.channels)))
     reward = CaptionReward(CiderD.from_references([[c] for c in CAPTIONS]))
-    settings = ScstSettings(samples=8, baseline=baseline, images_per_batch=2, max_len=6)
+    settings = ScstSettings(samples=8, baseline=baseline, per_word=per_word, images_per_batch=2, max_len=6)
     hooks = SelfCriticalHooks(NoValidation(), model, model.decoder, records, features, reward, settings,
                               torch.device("cpu"), Dist())
     return hooks, model, records, features
 
 
-def test_samples_come_from_the_updated_policy(vocab):
+@pytest.mark.parametrize("per_word", [False, True])
+def test_samples_come_from_the_updated_policy(vocab, per_word):
     """After a fused Adam step (weights updated in place, versions not bumped) the sampler must not
     decode with stale weight copies: the samples' log-probabilities as sampled and as teacher-forced agree."""
-    hooks, model, records, _ = toy_hooks(vocab, baseline="greedy")
+    hooks, model, records, _ = toy_hooks(vocab, baseline="greedy", per_word=per_word)
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=3e-2, fused=True)
     for _ in range(3):
         out = hooks.step(records)
