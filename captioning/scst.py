@@ -197,6 +197,8 @@ class SelfCriticalHooks(Hooks):
                 writer.add_scalar(f"scst/{name}", value, step)
 
     def validate(self) -> Validation:
+        self.model.decoder.train()  # drop decoding's weight copies: the last fused Adam step is not in them
+        self.model.decoder.eval()
         validation = self.base.validate()
         means = {name: total / max(self.count, 1) for name, total in self.sums.items()}
         validation.scalars.update({f"scst/epoch_{name}": v for name, v in means.items()})
