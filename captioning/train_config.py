@@ -37,6 +37,7 @@ class CaptionTrainConfig:
     encoder_lr: float = 1e-4            # Adam, fine-tuned encoder blocks
     lr_decay: float = 1.0               # multiply the learning rates by this after every epoch
     weight_decay: float = 0.0
+    adam_eps: float = 1e-8              # Adam's epsilon; larger damps parameters whose gradients are tiny (SCST)
     clip_grad: float = 5.0              # max gradient norm (0: no clipping)
     patience: int = 5                   # epochs without a better val BLEU-4 before stopping (0: never)
     seed: int = 0
@@ -132,6 +133,7 @@ HELP = {
     "encoder_lr": "Adam learning rate of fine-tuned encoder blocks",
     "lr_decay": "multiply the learning rates by this after every epoch (1: constant)",
     "weight_decay": "Adam weight decay",
+    "adam_eps": "Adam epsilon (larger: parameters with tiny, noisy gradients, e.g. REINFORCE's, barely move)",
     "clip_grad": "clip the gradient norm to this (0: no clipping)",
     "patience": "stop after this many epochs without a better val BLEU-4 (0: never)",
     "seed": "random seed",
@@ -158,7 +160,7 @@ HELP = {
 GROUPS = {
     "data": ["annotations", "images", "format", "skip_invalid", "cache_dir", "min_freq", "val_holdout"],
     "model": [k for k, key in SCHEMA.keys.items() if key.path.startswith("model.")],
-    "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay",
+    "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay", "adam_eps",
                      "clip_grad", "patience", "seed", "beam_size", "val_max_images", "train_max_images", "val_metric"],
     "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_per_word"],
     "machinery": ["device", "amp", "num_workers", "cache_batch_size", "checkpoint_every", "log_every"],
