@@ -6,8 +6,9 @@ teacher-forced loss, validation BLEU-4, checkpoints). Built-in defaults < `--con
 line; the resolved config is saved as RUN/config.yaml. RUN/last holds the latest checkpoint plus the
 training state, so rerunning the same command resumes, also after a kill -9; RUN/best is the
 checkpoint with the best validation score (`val_metric`: BLEU-4, or CIDEr-D). With `--scst --init-from
-CHECKPOINT` the same loop fine-tunes a captioner by self-critical sequence training (`captioning.scst`). Under `torchrun` the same command trains with
-DistributedDataParallel (gloo on CPU, NCCL on CUDA); only rank 0 writes."""
+CHECKPOINT` the same loop fine-tunes a captioner by self-critical sequence training (`captioning.scst`).
+Under `torchrun` the same command trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA); only
+rank 0 writes."""
 
 from __future__ import annotations
 
