@@ -5,8 +5,10 @@ Reference-script layout (torchvision): `get_args_parser()` + `main(args)`; the l
 teacher-forced loss, validation BLEU-4, checkpoints). Built-in defaults < `--config` YAML < command
 line; the resolved config is saved as RUN/config.yaml. RUN/last holds the latest checkpoint plus the
 training state, so rerunning the same command resumes, also after a kill -9; RUN/best is the
-checkpoint with the best validation BLEU-4. Under `torchrun` the same command trains with
-DistributedDataParallel (gloo on CPU, NCCL on CUDA); only rank 0 writes."""
+checkpoint with the best validation score (`val_metric`: BLEU-4, or CIDEr-D). With `--scst --init-from
+CHECKPOINT` the same loop fine-tunes a captioner by self-critical sequence training (`captioning.scst`).
+Under `torchrun` the same command trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA); only
+rank 0 writes."""
 
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
+from .cider import cider_d
 from .data import CaptionDataset, FeatureCache, caption_groups, collate_captions, split_records
 from .data.splits import SPLITS_JSON, load_training_records, training_splits
 from .evaluate import caption_records
 from .metrics import bleu4
-from .model import Captioner
+from .model import Captioner, load_captioner
+from .scst import CaptionReward, ScstSettings, SelfCriticalHooks, training_cider
 from .train_config import CaptionTrainConfig, resolve_config, write_run_config
 from .train_config import get_args_parser as get_args_parser  # re-exported: the reference-script API
 from .training import (
@@ -46,7 +50,7 @@ from .training import (
 )
 from .vocab import Vocabulary
 
-METRIC = "val BLEU-4"
+METRICS = {"bleu4": "val BLEU-4", "cider": "val CIDEr-D"}  # val_metric -> how the logs name it
 
 
 @dataclass
@@ -72,13 +76,15 @@ def training_batches(dataset: CaptionDataset, config: CaptionTrainConfig, epoch:
 
 @torch.inference_mode()
 def evaluate(model: Captioner, records: Sequence, features, config: CaptionTrainConfig,
-             device: torch.device) -> tuple[float, list[str]]:
-    """Validation BLEU-4 (pycocoevalcap Bleu on regex tokens) of beam-search captions."""
+             device: torch.device) -> tuple[dict[str, float], list[str]]:
+    """Validation BLEU-4 (pycocoevalcap Bleu on regex tokens) and CIDEr-D (`cider.cider_d`, the val
+    references' document frequencies, as pycocoevalcap) of beam-search captions."""
     results = caption_records(model, records, features=features, beam_size=config.beam_size,
                               max_len=config.model.max_len, batch_size=config.batch_size, device=device,
                               amp=config.amp, num_workers=0 if features is not None else config.num_workers)
     hyps = {i: r.text for i, r in enumerate(results)}
-    return bleu4({i: r.captions for i, r in enumerate(records)}, hyps), [r.text for r in results]
+    refs = {i: r.captions for i, r in enumerate(records)}
+    return {"bleu4": bleu4(refs, hyps), "cider": cider_d(refs, hyps)}, [r.text for r in results]
 
 
 class CaptionHooks(Hooks):
@@ -103,15 +109,16 @@ class CaptionHooks(Hooks):
         return self.net(images.to(self.device, non_blocking=True), captions.to(self.device, non_blocking=True))
 
     def validate(self) -> Validation:
-        score, samples = evaluate(self.model, self.val, self.features, self.config, self.device)
-        return Validation(score, f"{METRIC} {score:.4f}", {"val/bleu4": score},
-                          {"val/sample": samples[0] if samples else ""}, {"val_bleu4": score})
+        scores, samples = evaluate(self.model, self.val, self.features, self.config, self.device)
+        summary = f"val BLEU-4 {scores['bleu4']:.4f}  CIDEr-D {scores['cider']:.4f}"
+        return Validation(scores[self.config.val_metric], summary, {f"val/{k}": v for k, v in scores.items()},
+                          {"val/sample": samples[0] if samples else ""}, {f"val_{k}": v for k, v in scores.items()})
 
     def save(self, folder: Path, state: TrainerState, validation: Validation | None,
              extra_files: dict[str, bytes] | None) -> None:
         training = {"epoch": state.epoch, "step": state.step}
         if extra_files is None and validation is not None:  # RUN/best records its score
-            training["val_bleu4"] = validation.score
+            training.update(validation.history)
         self.model.save(folder, extra={"training": training}, extra_files=extra_files)
 
 
@@ -131,7 +138,8 @@ def train(config: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.devi
     d.barrier()
     last = run_dir / "last"
     resuming = can_resume(last)
-    done = finished_message(run_dir, config.epochs, config.patience, METRIC)
+    metric = METRICS[config.val_metric]
+    done = finished_message(run_dir, config.epochs, config.patience, metric)
     if done:
         if d.main:
             print(done, flush=True)
@@ -140,16 +148,15 @@ def train(config: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.devi
     np.random.seed(config.seed + d.rank)
     torch.manual_seed(config.seed)  # same initial weights on every rank
 
+    initial = load_captioner(config.init_from) if config.init_from and not resuming else None
+    if initial is not None:  # fine-tuning: the checkpoint's model config, weights and vocabulary
+        config.model = initial.config
     data = load_data(config, run_dir, d)
-    vocab = Vocabulary.load(last / ckpt.VOCAB) if resuming else build_vocabulary(data.train, config, run_dir, d)
-    model = Captioner(config.model, vocab).to(device)
-    if resuming:
-        ckpt.load_into(model, ckpt.read_weights(last), last,
-                       optional_prefixes=("encoder.",) if model.encoder.frozen else ())
+    model = build_model(config, data, initial, run_dir, resuming, d).to(device)
     features = None
     if model.encoder.frozen:  # one encoder pass over every image, reused by all epochs, reruns and `evaluate`
         features = feature_cache(model, data, config, run_dir, device, d)
-    dataset = CaptionDataset(data.train, vocab, features if features is not None else model.encoder,
+    dataset = CaptionDataset(data.train, model.vocab, features if features is not None else model.encoder,
                              max_len=config.model.max_len)
     optimizer = make_optimizer(model, config)
     # What a batch trains: the decoder on cached grids, or the whole captioner on pixels (fine-tuning).
@@ -157,36 +164,77 @@ def train(config: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.devi
     if d.world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     hooks = CaptionHooks(model, net, dataset, data.val, features, config, device, d)
+    if config.scst:
+        hooks = self_critical_hooks(hooks, model, net, data, features, config, run_dir, device, d)
     settings = TrainerSettings(epochs=config.epochs, patience=config.patience, clip_grad=config.clip_grad,
                                seed=config.seed, amp=config.amp, checkpoint_every=config.checkpoint_every,
-                               log_every=config.log_every, metric=METRIC)
+                               log_every=config.log_every, metric=metric)
     trainer = Trainer(hooks, net, optimizer, settings, run_dir, device=device, d=d)
+    if config.scst:
+        hooks.attach(trainer)
     if resuming:
         state = trainer.resume(restore_rng=d.main)
         if not d.main:
             torch.manual_seed(config.seed + d.rank + 7919 * state.step)
         trainer.log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step} "
-                    f"(best {METRIC} {state.best_score:.4f})")
+                    f"(best {metric} {state.best_score:.4f})")
     else:
         torch.manual_seed(config.seed + d.rank)
-    per_image = f", {config.captions_per_image} per image in a batch" if config.captions_per_image > 1 else ""
-    trainer.log(f"training on {len(data.train)} images ({len(dataset)} captions{per_image}), validating on "
-                f"{len(data.val)}; vocabulary {len(vocab)} words; {sum(p.numel() for p in trainer.params):,} "
+    trainer.log(f"training on {len(data.train)} images ({describe_batches(config, len(dataset))}), validating on "
+                f"{len(data.val)}; vocabulary {len(model.vocab)} words; {sum(p.numel() for p in trainer.params):,} "
                 f"trainable parameters; device {device}" + (f" x {d.world} processes" if d.world > 1 else ""))
     return trainer.fit()
+
+
+def describe_batches(config: CaptionTrainConfig, captions: int) -> str:
+    if config.scst:
+        return f"self-critical: {config.scst_samples} samples per image, {config.scst_baseline} baseline"
+    per_image = f", {config.captions_per_image} per image in a batch" if config.captions_per_image > 1 else ""
+    return f"{captions} captions{per_image}"
+
+
+def build_model(config: CaptionTrainConfig, data: CaptionData, initial: Captioner | None, run_dir: Path,
+                resuming: bool, d: Dist) -> Captioner:
+    """RUN/last's weights and vocabulary when resuming, else `initial` (--init-from), else a new model."""
+    if resuming:
+        last = run_dir / "last"
+        model = Captioner(config.model, Vocabulary.load(last / ckpt.VOCAB))
+        ckpt.load_into(model, ckpt.read_weights(last), last,
+                       optional_prefixes=("encoder.",) if model.encoder.frozen else ())
+        return model
+    if initial is not None:
+        if d.main:
+            initial.vocab.save(run_dir / "vocab.json")
+        return initial
+    return Captioner(config.model, build_vocabulary(data.train, config, run_dir, d))
+
+
+def self_critical_hooks(base: CaptionHooks, model: Captioner, net: torch.nn.Module, data: CaptionData, features,
+                        config: CaptionTrainConfig, run_dir: Path, device: torch.device, d: Dist) -> SelfCriticalHooks:
+    """SCST over `base`: rewards are CIDEr-D with the training split's document frequencies (RUN/scst_df.json)."""
+    if features is None:
+        raise TrainingError("--scst needs a frozen encoder (--fine-tune-blocks 0): it samples from cached grids")
+    reward = CaptionReward(training_cider(run_dir, data.train, d), config.scst_bleu_weight)
+    settings = ScstSettings(samples=config.scst_samples, baseline=config.scst_baseline,
+                            bleu_weight=config.scst_bleu_weight, per_word=config.scst_per_word,
+                            images_per_batch=max(1, config.batch_size // config.scst_samples),
+                            max_len=config.model.max_len, seed=config.seed, log_every=config.log_every)
+    return SelfCriticalHooks(base, model, net, data.train, features, reward, settings, device, d)
 
 
 def load_data(config: CaptionTrainConfig, run_dir: Path, d: Dist) -> CaptionData:
     """The run's training and validation records; writes RUN/config.yaml and RUN/splits.json (rank 0)."""
     records = load_training_records(config.annotations, config.images, config.format, config.skip_invalid)
     train_records, val_records, held = training_splits(records, config.val_holdout, config.seed, run_dir)
+    if config.train_max_images > 0:
+        train_records = train_records[:config.train_max_images]
     if d.main:
         write_run_config(run_dir, config)
         if held and not (run_dir / SPLITS_JSON).is_file():
             ckpt.write_json_atomic(run_dir / SPLITS_JSON, {"val": held})
             print(f"no val split in {config.annotations}: holding out {len(held)} training images for validation")
     if not val_records:
-        raise TrainingError("no validation images (split 'val'); BLEU-4 model selection needs some")
+        raise TrainingError("no validation images (split 'val'); model selection needs some")
     if config.val_max_images > 0:
         val_records = val_records[:config.val_max_images]
     everything = train_records + split_records(records, ("val", "test"))
@@ -230,4 +278,4 @@ def make_optimizer(model: Captioner, config: CaptionTrainConfig) -> torch.optim.
     if encoder_params:
         groups.append({"params": encoder_params, "lr": config.encoder_lr})
     # fused: 4.3-4.5x faster on CPU too (bench.py --only components)
-    return torch.optim.Adam(groups, weight_decay=config.weight_decay, fused=True)
+    return torch.optim.Adam(groups, weight_decay=config.weight_decay, eps=config.adam_eps, fused=True)

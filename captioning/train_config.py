@@ -37,11 +37,21 @@ class CaptionTrainConfig:
     encoder_lr: float = 1e-4            # Adam, fine-tuned encoder blocks
     lr_decay: float = 1.0               # multiply the learning rates by this after every epoch
     weight_decay: float = 0.0
+    adam_eps: float = 1e-8              # Adam's epsilon; larger damps parameters whose gradients are tiny (SCST)
     clip_grad: float = 5.0              # max gradient norm (0: no clipping)
     patience: int = 5                   # epochs without a better val BLEU-4 before stopping (0: never)
     seed: int = 0
     beam_size: int = DEFAULT_BEAM_SIZE  # validation decoding
     val_max_images: int = 0             # validate on at most this many images (0: all)
+    train_max_images: int = 0           # train on the first this many training images (0: all)
+    val_metric: str = "bleu4"           # what picks RUN/best and drives early stopping: bleu4 | cider (CIDEr-D)
+    # self-critical sequence training (Rennie et al. 2017; captioning.scst)
+    init_from: str | None = None        # start from this checkpoint or bundled model (weights and vocabulary)
+    scst: bool = False                  # REINFORCE on CIDEr-D instead of cross-entropy
+    scst_samples: int = 5               # K sampled captions per image (batch_size // K images per batch)
+    scst_baseline: str = "greedy"       # greedy: the greedy caption's reward; mean: the other K-1 samples' mean
+    scst_bleu_weight: float = 0.0       # reward = CIDEr-D + this * BLEU-4 (sentence level)
+    scst_per_word: bool = False         # weigh each sample's mean word log-prob, not the sum (length-neutral)
     # machinery
     device: str | None = None           # None: cuda when available
     amp: bool = True                    # bf16 autocast on CUDA (never on CPU)
@@ -63,9 +73,15 @@ class CaptionTrainConfig:
         for key, value in at_least_one.items():
             if value is not None and value < 1:
                 raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+        if self.scst and self.scst_samples < (2 if self.scst_baseline == "mean" else 1):
+            raise ValueError(f"--scst-samples must be at least {2 if self.scst_baseline == 'mean' else 1} "
+                             f"with --scst-baseline {self.scst_baseline}, got {self.scst_samples}")
         if not 0 <= self.model.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.model.dropout}")
 
+
+VAL_METRICS = ("bleu4", "cider")
+SCST_BASELINES = ("greedy", "mean")
 
 # Keys a resumed run may change; any other key must match the run folder's saved config.
 RESUMABLE = {"annotations", "images", "skip_invalid", "cache_dir", "epochs", "patience", "beam_size",
@@ -75,7 +91,8 @@ SCHEMA: ConfigSchema[CaptionTrainConfig] = ConfigSchema(
     CaptionTrainConfig, resumable=RESUMABLE, path_keys=("annotations", "images", "cache_dir"),
     command="captioning train",
     choices={"format": FORMATS, "encoder": list_encoders, "attention": ATTENTION_KINDS,
-             "hard_inference": HARD_INFERENCE, "cell": tuple(GATES)})
+             "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "val_metric": VAL_METRICS,
+             "scst_baseline": SCST_BASELINES})
 
 # Help of the model keys; `vqa train` shares them.
 MODEL_HELP = {
@@ -116,11 +133,22 @@ HELP = {
     "encoder_lr": "Adam learning rate of fine-tuned encoder blocks",
     "lr_decay": "multiply the learning rates by this after every epoch (1: constant)",
     "weight_decay": "Adam weight decay",
+    "adam_eps": "Adam epsilon (larger: parameters with tiny, noisy gradients, e.g. REINFORCE's, barely move)",
     "clip_grad": "clip the gradient norm to this (0: no clipping)",
     "patience": "stop after this many epochs without a better val BLEU-4 (0: never)",
     "seed": "random seed",
     "beam_size": "beam size of validation decoding (1: greedy)",
     "val_max_images": "validate on at most this many val images (0: all)",
+    "train_max_images": "train on the first this many training images (0: all; e.g. only those already cached)",
+    "val_metric": "validation score that picks RUN/best and drives early stopping (cider: CIDEr-D)",
+    "init_from": "start from this checkpoint, run folder or bundled model: its weights, vocabulary and model "
+                 "config (model keys given here are ignored)",
+    "scst": "self-critical sequence training: REINFORCE on the sampled captions' CIDEr-D (use with --init-from)",
+    "scst_samples": "captions sampled per image (batch-size // this images per batch)",
+    "scst_baseline": "reward baseline: the greedy caption's (greedy) or the other samples' mean (mean)",
+    "scst_bleu_weight": "add this times the sentence BLEU-4 to the CIDEr-D reward",
+    "scst_per_word": "advantage times each sample's mean word log-probability instead of the sum (long samples "
+                     "then weigh no more than short ones)",
     "device": "cpu or cuda (default: cuda when available)",
     "amp": "bf16 autocast on CUDA (never on CPU)",
     "num_workers": "data loader worker processes",
@@ -132,8 +160,9 @@ HELP = {
 GROUPS = {
     "data": ["annotations", "images", "format", "skip_invalid", "cache_dir", "min_freq", "val_holdout"],
     "model": [k for k, key in SCHEMA.keys.items() if key.path.startswith("model.")],
-    "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay",
-                     "clip_grad", "patience", "seed", "beam_size", "val_max_images"],
+    "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay", "adam_eps",
+                     "clip_grad", "patience", "seed", "beam_size", "val_max_images", "train_max_images", "val_metric"],
+    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_per_word"],
     "machinery": ["device", "amp", "num_workers", "cache_batch_size", "checkpoint_every", "log_every"],
 }
 
