@@ -5,8 +5,9 @@ entry point can first apply process-wide settings (`captioning.runtime.passive_o
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .runtime import lazy_exports
 
 _EXPORTS = {
     "CheckpointError": ".checkpoint", "ModelConfig": ".config", "ReinforceConfig": ".config",
@@ -25,9 +26,4 @@ if TYPE_CHECKING:
     from .vocab import Vocabulary, tokenize
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,10 @@ call these first thing: `captioning.runtime.passive_openmp()`."""
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
 
 
 def passive_openmp() -> None:
@@ -14,3 +18,15 @@ def passive_openmp() -> None:
     On a shared CPU the spinning threads steal the cores the busy ones need (measured: a CPU training
     epoch 8x slower). OpenMP reads the variable when torch loads it, so call this before importing torch."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A package's module `__getattr__` (PEP 562) importing each public name from its submodule on first
+    use: `import captioning` / `import vqa` then load no torch."""
+    def load(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(exports[name], package), name)
+        setattr(sys.modules[package], name, value)
+        return value
+    return load

@@ -4,8 +4,9 @@ Names load on first use (as in `captioning`), so `import vqa` imports no torch."
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from captioning.runtime import lazy_exports
 
 _EXPORTS = {"AnswererConfig": ".config", "TrainConfig": ".config", "QATask": ".config", "AnswerResult": ".model",
             "Answerer": ".model", "QuestionError": ".model", "load_answerer": ".model"}
@@ -17,9 +18,4 @@ if TYPE_CHECKING:
     from .model import Answerer, AnswerResult, QuestionError, load_answerer
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from captioning.cells import GATES
-from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, ModelConfig
+from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, Choice, ModelConfig
 from captioning.encoders import list_encoders
 from captioning.train_config import MODEL_HELP
 from captioning.training.options import ConfigSchema
@@ -24,7 +23,7 @@ from captioning.training.options import ConfigSchema
 TASKS = ("telling", "pointing")
 
 
-class QATask(str, Enum):
+class QATask(Choice):
     """What a QA model answers with: words (telling) or one of four boxes (pointing)."""
 
     TELLING = "telling"
