@@ -48,3 +48,16 @@ def test_unknown_question_words_are_named():
     labels = be.question_labels(result, question, len(result.attention))
     assert "cat (unknown)" in labels and "<unk>" not in labels
     assert all(choice.strip() for choice in result.choices), result.choices
+
+
+def test_open_ended_answers_to_odd_questions_are_never_empty_and_say_why():
+    """Arabic with emoji, or 120 KB of text: an answer with words, and a notice (unknown words, truncation)."""
+    from vqa import load_answerer
+
+    torch.set_num_threads(1)
+    model = load_answerer("easy-vqa-shapes")
+    image = open_image(be.EXAMPLES_DIR / "cat-chelsea.jpg")
+    for question in ("ما هذا الشكل؟ 🐱🔺", "what shape " * 11_000):
+        result = model.answer(image, question)
+        assert result.text.strip() and all(choice.strip() for choice in result.choices)
+        assert result.notices, question[:40]

@@ -293,3 +293,30 @@ def test_an_epoch_resumed_after_its_last_step_logs_no_loss_not_zero(shapes, tmp_
     assert re.search(r"epoch 1/1  loss -  nll -  ", out) and "loss 0.0000" not in out, out
     history = json.loads((tmp_path / "run" / "last" / "trainer.json").read_text())["trainer"]["history"]
     assert history[-1]["loss"] is None
+
+
+def test_a_crash_mid_epoch_then_rerun_ends_with_the_weights_of_an_unbroken_run(shapes, tmp_path, monkeypatch):
+    """Killed (here: a crash inside step 3) after the periodic checkpoint of step 2: the rerun resumes from
+    it (data order and RNG states are in the checkpoint) and ends identical to a run never killed."""
+    from captioning.train import CaptionHooks
+
+    common = ["train", "--annotations", str(shapes / "dataset_shapes.json"), "--images", str(shapes),
+              "--cache-dir", str(shapes / "cache"), "--epochs", "2", "--checkpoint-every", "2", *TINY_TRAIN]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert captioning_cli([*common, "--out", str(whole)]) == 0
+    step, calls = CaptionHooks.step, []
+
+    def crash_in_step_3(self, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return step(self, batch)
+
+    monkeypatch.setattr(CaptionHooks, "step", crash_in_step_3)
+    assert captioning_cli([*common, "--out", str(broken)]) == 1
+    assert json.loads((broken / "last" / "trainer.json").read_text())["trainer"]["step"] == 2
+    monkeypatch.setattr(CaptionHooks, "step", step)
+    assert captioning_cli([*common, "--out", str(broken)]) == 0
+    ours, theirs = load_file(broken / "last" / "model.safetensors"), load_file(whole / "last" / "model.safetensors")
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-6, msg=key)
