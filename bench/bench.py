@@ -353,6 +353,24 @@ SHAPES_WORDS = ("a an the red green blue yellow purple orange circle circles squ
                 "above below left right of to next each other two three small large is there").split()
 
 
+def tutorial_pipeline(model: Captioner, image: Image.Image, steps: int, device: torch.device) -> Callable[[], None]:
+    """A tutorial-style caption of `image` at `model`'s sizes: the plain encoder trunk (BatchNorm layers and
+    all) and the tutorial's one-image beam 3 with random weights, <end> disabled, for exactly `steps` steps."""
+    c = model.config
+    base = tutorial_decoder(Sizes(embed_dim=c.embed_dim, hidden_dim=c.hidden_dim, attention_dim=c.attention_dim),
+                            device, len(model.vocab), model.encoder.channels).eval()
+    with torch.no_grad():
+        base.fc.bias[END] = float("-inf")
+    encoder = copy.deepcopy(model.encoder)
+    encoder.fold = None
+
+    @torch.no_grad()
+    def run() -> None:
+        features = encoder(encoder.preprocess([image]).to(device))
+        tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=steps)
+    return run
+
+
 def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
                   config: ModelConfig | None = None, warmup: int = 3, bundled: bool = True) -> list[Result]:
     """Captioner.caption on one 640x480 PIL image (encoder + beam 3) against encoder + tutorial beam search.
@@ -362,23 +380,12 @@ def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
     config = config or ModelConfig()
     torch.manual_seed(0)
     ours = Captioner(config, vocab, pretrained_encoder=pretrained).to(device).eval()
-    base = tutorial_decoder(Sizes(embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
-                                  attention_dim=config.attention_dim), device, len(vocab), ours.encoder.channels).eval()
     with torch.no_grad():
         ours.decoder.output.logits.bias[END] = float("-inf")
-        base.fc.bias[END] = float("-inf")
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
-
-    base_encoder = copy.deepcopy(ours.encoder)
-    base_encoder.fold = None  # the tutorial's encoder: the trunk as built, BatchNorm layers and all
-
-    @torch.no_grad()
-    def run_base() -> None:
-        features = base_encoder(base_encoder.preprocess([image]).to(device))
-        tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=config.max_len)
-
-    cases = {"ours": lambda: ours.caption([image], beam_size=3), "baseline": run_base}
+    cases = {"ours": lambda: ours.caption([image], beam_size=3),
+             "baseline": tutorial_pipeline(ours, image, config.max_len, device)}
     if bundled and (BUNDLED_DIR / "shapes-soft").exists():
         trained = load_captioner(BUNDLED_DIR / "shapes-soft", device)
         cases["bundled"] = lambda: trained.caption([image], beam_size=3)
@@ -404,21 +411,8 @@ def bench_photo_latency(device: torch.device, repeats: int, name: str = "flickr8
     trained = load_captioner(name, device)
     photo = Image.open(PHOTO).convert("RGB").resize((640, 480))
     steps = len(trained.caption([photo], beam_size=3)[0].tokens) + 1
-    c = trained.config
-    base = tutorial_decoder(Sizes(embed_dim=c.embed_dim, hidden_dim=c.hidden_dim, attention_dim=c.attention_dim),
-                            device, len(trained.vocab), trained.encoder.channels).eval()
-    with torch.no_grad():
-        base.fc.bias[END] = float("-inf")
-    base_encoder = copy.deepcopy(trained.encoder)
-    base_encoder.fold = None  # the tutorial's encoder: the trunk as built, BatchNorm layers and all
-
-    @torch.no_grad()
-    def run_base() -> None:
-        features = base_encoder(base_encoder.preprocess([photo]).to(device))
-        tutorial_beam_search(base, features, start_id=START, end_id=END, beam_size=3, max_len=steps)
-
-    runs = interleaved({"ours": lambda: trained.caption([photo], beam_size=3), "baseline": run_base}, device,
-                       repeats, warmup=warmup)
+    runs = interleaved({"ours": lambda: trained.caption([photo], beam_size=3),
+                        "baseline": tutorial_pipeline(trained, photo, steps, device)}, device, repeats, warmup=warmup)
     size, grid = trained.encoder.preprocess.image_size, trained.encoder.grid_size
     return [_progress(make_result("caption latency ms", f"1 photo 640x480, bundled {name} ({size} px, {grid}x{grid} "
                                   f"grid) + beam 3, {steps} steps", "ms", 1, runs["ours"], runs["baseline"]))]

@@ -57,7 +57,7 @@ def _register_yaml() -> None:
 _register_yaml()
 
 
-def shown(value: Any, limit: int = 60) -> str:
+def shown(value: Any, limit: int = 80) -> str:
     """repr(value), cut in the middle past `limit` characters: a hostile value never floods an error line."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"

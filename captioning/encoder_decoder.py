@@ -12,7 +12,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .encoders import create_encoder
-from .search import DEFAULT_BEAM_SIZE, Hypothesis, beam_search, forbid, never_empty, sequential_search
+from .search import DEFAULT_BEAM_SIZE, Hypothesis, beam_search, generation_step, sequential_search
 from .vocab import Vocabulary
 
 
@@ -73,7 +73,7 @@ class EncoderDecoder(nn.Module):
         if max_len < 1 or beam_size < 1 or num_results < 1:
             raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
                              f"(got {max_len}, {beam_size}, {num_results})")
-        step = never_empty(forbid(self.decoder.step, (v.unk_id,)), v.start_id, v.end_id)  # no <unk>, no ''
+        step = generation_step(self.decoder.step, never=(v.unk_id,), start_id=v.start_id, end_id=v.end_id)
         if sample or beam_size == 1:
             device = state[0].device
             gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None

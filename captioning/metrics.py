@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.annotations import regular_file
 from .vocab import tokenize
 
 Refs = Mapping[Any, Sequence[str]]
@@ -158,8 +159,7 @@ def score_captions(references: Refs, hypotheses: Hyps, *, use_java: bool | None 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """A COCO results file: a JSON list of {"image_id", "caption"}."""
-    if Path(path).exists() and not Path(path).is_file():
-        raise ValueError(f"{path}: not a regular file (a directory, pipe or device), not a results file")
+    regular_file(Path(path), "results file")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -21,23 +21,20 @@ Step = Callable[[torch.Tensor, tuple, Any], tuple[torch.Tensor, tuple, torch.Ten
 
 
 
-def forbid(step: Step, token_ids: tuple[int, ...]) -> Step:
-    """`step` whose log-probabilities of `token_ids` are -inf: search never says them. Generation uses it
-    for <unk> (a caption or answer never names an unknown word); scoring given text does not."""
-    def forbidden(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
-        log_probs, state, alpha = step(tokens, state, memory)
-        banned = torch.tensor(token_ids, device=log_probs.device)
-        return log_probs.index_fill(-1, banned, float("-inf")), state, alpha
-    return forbidden
 
+def generation_step(step: Step, *, never: tuple[int, ...], start_id: int, end_id: int) -> Step:
+    """`step` as generation uses it: the `never` ids (<unk>) are never said, and <end> never follows
+    <start>, so a caption or answer has at least one known word. Scoring given text uses `step` itself."""
+    banned = list(never)
 
-def never_empty(step: Step, start_id: int, end_id: int) -> Step:
-    """`step` that cannot end right after <start>: a caption or answer has at least one word."""
-    def at_least_one_word(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
+    def generating(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
         log_probs, state, alpha = step(tokens, state, memory)
-        first = (tokens == start_id).unsqueeze(-1) & (torch.arange(log_probs.shape[-1], device=tokens.device) == end_id)
-        return log_probs.masked_fill(first, float("-inf")), state, alpha
-    return at_least_one_word
+        log_probs = log_probs.clone()
+        log_probs[:, banned] = float("-inf")
+        log_probs[tokens == start_id, end_id] = float("-inf")
+        return log_probs, state, alpha
+    return generating
+
 
 @dataclass
 class Hypothesis:

@@ -77,6 +77,12 @@ def expected() -> dict:
     return json.loads(EXPECTED.read_text())
 
 
+def assert_same_attention(got: dict, want: dict, where: str) -> None:
+    assert got["argmax"] == want["argmax"], where
+    assert got["sums"] == pytest.approx(want["sums"], abs=1e-4), where
+    assert got["centroid"] == pytest.approx(want["centroid"], abs=1e-3), where
+
+
 def test_bundled_captioners_caption_exactly_as_recorded(outputs, expected):
     assert outputs["captions"].keys() == expected["captions"].keys()
     for key, want in expected["captions"].items():
@@ -84,9 +90,7 @@ def test_bundled_captioners_caption_exactly_as_recorded(outputs, expected):
         assert got["text"] == want["text"], key
         assert got["tokens"] == want["tokens"], key
         assert got["log_prob"] == pytest.approx(want["log_prob"], abs=1e-4), key
-        assert got["argmax"] == want["argmax"], key
-        assert got["sums"] == pytest.approx(want["sums"], abs=1e-4), key
-        assert got["centroid"] == pytest.approx(want["centroid"], abs=1e-3), key
+        assert_same_attention(got, want, key)
 
 
 def test_bundled_answerer_answers_exactly_as_recorded(outputs, expected):
@@ -96,9 +100,7 @@ def test_bundled_answerer_answers_exactly_as_recorded(outputs, expected):
         assert got["choices"] == want["choices"], where
         assert got["text"] == want["text"], where
         assert got["scores"] == pytest.approx(want["scores"], abs=1e-4), where
-        assert got["argmax"] == want["argmax"], where
-        assert got["sums"] == pytest.approx(want["sums"], abs=1e-4), where
-        assert got["centroid"] == pytest.approx(want["centroid"], abs=1e-3), where
+        assert_same_attention(got, want, where)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from captioning.config import shown
 from captioning.data.annotations import (
     DatasetError,
     EntryError,
@@ -204,7 +205,7 @@ def _qa(qa: Any, at: str, task: QATask, boxes: dict[int, Box], seen: dict[int | 
     if not all(isinstance(w, kind) and not isinstance(w, bool) for w in wrong):
         raise EntryError(at, f'"multiple_choices" must all be {kind.__name__}', "malformed entries")
     if not tokenize(question):
-        raise EntryError(at, f"the question has no words: {_cut(question)}", "malformed entries")
+        raise EntryError(at, f"the question has no words: {shown(question)}", "malformed entries")
     _check_choices(answer, wrong, task, at)
     if qa_id in seen:
         raise EntryError(at, f"duplicate qa_id {qa_id!r} (also {seen[qa_id]})", "duplicate ids")
@@ -214,11 +215,6 @@ def _qa(qa: Any, at: str, task: QATask, boxes: dict[int, Box], seen: dict[int | 
     return QA(qa_id, "", "", qtype, question, answer, shuffled([answer, *wrong], f"v7w-{qa_id}"))
 
 
-def _cut(text: str, limit: int = 80) -> str:
-    """repr(text), shortened in the middle: a 100 KB question never becomes a 100 KB error line."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit // 2]}...{shown[-limit // 2:]}"
-
 
 def _check_choices(answer: Any, wrong: list, task: QATask, at: str) -> None:
     """Telling and pointing alike: exactly 3 wrong choices, none equal to the answer (or to each other), and
@@ -227,9 +223,9 @@ def _check_choices(answer: Any, wrong: list, task: QATask, at: str) -> None:
         raise EntryError(at, f'"multiple_choices" holds {len(wrong)} wrong answers, not 3', "malformed entries")
     same = normalize if task == QATask.TELLING else (lambda box: box)
     if task == QATask.TELLING and not tokenize(answer):
-        raise EntryError(at, f"the answer has no words: {_cut(answer)}", "malformed entries")
+        raise EntryError(at, f"the answer has no words: {shown(answer)}", "malformed entries")
     if any(same(w) == same(answer) for w in wrong):
-        raise EntryError(at, f"a wrong choice equals the answer {_cut(str(answer))}", "malformed entries")
+        raise EntryError(at, f"a wrong choice equals the answer {shown(str(answer))}", "malformed entries")
     if len({same(w) for w in wrong}) < len(wrong):
         raise EntryError(at, "two wrong choices are the same", "malformed entries")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from captioning.config import shown
 from captioning.encoder_decoder import EncoderDecoder
 from captioning.search import DEFAULT_BEAM_SIZE, Hypothesis
 from captioning.vocab import UNK, Vocabulary, tokenize
@@ -42,12 +43,6 @@ class AnswerResult:
     unknown_words: list[str] = field(default_factory=list)  # question words not in the model's vocabulary
 
 
-def _shown(value: object, limit: int = 80) -> str:
-    """repr(value), cut in the middle past `limit` characters: error messages stay one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
-
-
 def unknown_words(question: str, read: list[str]) -> list[str]:
     """The question's words the model read as <unk>, each once, in order."""
     asked = tokenize(question)[:len(read)]
@@ -60,7 +55,7 @@ def read_question(vocab: Vocabulary, question: str, max_words: int) -> tuple[lis
         raise QuestionError(f"a question is text, got {type(question).__name__}")
     words = tokenize(question)
     if not words:
-        raise QuestionError(f"the question has no words: {_shown(question)}")
+        raise QuestionError(f"the question has no words: {shown(question)}")
     truncated = len(words) > max_words
     words = words[:max_words]
     ids = vocab.encode(words, add_start_end=False)
@@ -80,11 +75,11 @@ def parse_box(choice: object) -> Box:
     try:
         x, y, w, h = (float(v) for v in values)
     except (TypeError, ValueError, OverflowError):
-        raise QuestionError(f"a pointing choice is a box x,y,width,height; got {_shown(choice)}") from None
+        raise QuestionError(f"a pointing choice is a box x,y,width,height; got {shown(choice)}") from None
     if not all(map(math.isfinite, (x, y, w, h))):
-        raise QuestionError(f"box {_shown(choice)} has a coordinate that is not a finite number")
+        raise QuestionError(f"box {shown(choice)} has a coordinate that is not a finite number")
     if w <= 0 or h <= 0:
-        raise QuestionError(f"box {_shown(choice)} has no area")
+        raise QuestionError(f"box {shown(choice)} has no area")
     return Box(-1, x, y, w, h)
 
 

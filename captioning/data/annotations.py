@@ -40,7 +40,6 @@ class Skips:
         self.label, self.skip = label, skip
         self.counts: Counter[str] = Counter()
         self.first: dict[str, str] = {}
-        self.seen = 0
 
     def __call__(self, error: EntryError) -> None:
         if not self.skip and error.kind != self.MISSING:
@@ -60,11 +59,13 @@ class Skips:
 
 
 def regular_file(path: Path, what: str = "annotation file") -> Path:
-    """`path` if it is a regular file; a directory, FIFO or device is named as such (a FIFO would block)."""
+    """`path` if it is a regular file (or absent: the reader says so); a directory, FIFO or device is
+    named as such and never opened (reading a FIFO would block)."""
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a directory, not an {what}")
     if path.exists() and not path.is_file():
-        kind = "a directory" if path.is_dir() else "not a regular file (a pipe, socket or device)"
-        raise DatasetError(f"{path}: is {kind}, not an {what}" if path.is_dir() else f"{path}: {kind}")
+        raise DatasetError(f"{path}: not a regular file (a pipe, socket or device), not an {what}")
     return path
 
 

@@ -23,9 +23,9 @@ class DerivedTensors:
     """Mixin for modules that keep tensors derived from their weights between inference calls (a
     transposed weight, concatenated readers, a BatchNorm-folded trunk), each in `__dict__["_" + name]`
     (outside the state dict). An entry is rebuilt when a source tensor changes (new storage or an
-    in-place update), and all are dropped by `.to()` and by a switch between training and evaluation:
-    fused optimizers (`Adam(fused=True)`) update weights in place without bumping their version
-    counters, and a training loop switches to eval to validate."""
+    in-place update), and all are dropped by `.to()`, by a switch between training and evaluation (a
+    training loop validates in eval mode), and by `drop_derived`: fused optimizers (`Adam(fused=True)`)
+    update weights in place without bumping their version counters."""
 
     def derived(self, name: str, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         try:
@@ -52,6 +52,15 @@ class DerivedTensors:
         if mode != self.training:  # a real switch; the per-call eval() of `caption` keeps the copies
             self._drop_derived()
         return super().train(mode)
+
+
+def drop_derived(module: nn.Module) -> None:
+    """Forget every derived copy under `module`. Whatever decodes between optimizer steps calls it first
+    (SCST's sampler): a fused step updates weights in place without bumping their version counters, so a
+    copy built from the old weights would otherwise be read until the next train/eval switch."""
+    for part in module.modules():
+        if isinstance(part, DerivedTensors):
+            part._drop_derived()
 
 
 class Linear(DerivedTensors, nn.Linear):

@@ -99,19 +99,16 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step if self.resumed else None)
         start = time.time()
-        stops = self.stops
-        handlers = contextlib.ExitStack()
         try:
-            handlers.enter_context(stops.installed())
-            while self.state.epoch < self.settings.epochs:
-                self.run_epoch()
-                if stops.signal_name:  # arrived during validation: RUN/last was just saved at the epoch's end
-                    self.stop_on_signal(save=False)
-                if self.state.stopped_early:
-                    self.log(f"early stopping: no better {self.settings.metric} for {self.settings.patience} epochs")
-                    break
+            with self.stops.installed():
+                while self.state.epoch < self.settings.epochs:
+                    self.run_epoch()
+                    if self.stops.signal_name:  # arrived during validation: RUN/last was just saved at the epoch's end
+                        self.stop_on_signal(save=False)
+                    if self.state.stopped_early:
+                        self.log(f"early stopping: no better {self.settings.metric} for {self.settings.patience} epochs")
+                        break
         finally:
-            handlers.close()
             if self.writer is not None:
                 self.writer.close()
         self.log(f"done in {time.time() - start:.0f}s: best {self.settings.metric} {self.state.best_score:.4f} at "
