@@ -57,6 +57,7 @@ class Sizes:
 COCO = Sizes()
 # The bundled flickr8k captioner: 2,540 words, Lite0 at 320 px (10x10x1280), 512-d; Flickr8k captions ~11 words.
 FLICKR8K = Sizes(vocab=2540, positions=100, feature_dim=1280, mean_words=10.9, sd_words=3.8, max_words=20)
+FLICKR8K_HARD = Sizes(vocab=2540, positions=49, feature_dim=1280, mean_words=10.9, sd_words=3.8, max_words=20)  # 224 px
 TOY = Sizes(vocab=40, positions=9, feature_dim=24, embed_dim=16, hidden_dim=16, attention_dim=8, decode_steps=4)
 
 
@@ -530,6 +531,8 @@ def main(args: argparse.Namespace) -> list[Result]:
         batch = 500 if gpu else 100  # configs/flickr8k_soft.yaml: 20 images x 5 captions
         results += bench_training(FLICKR8K, device, [batch], repeats, amp,
                                   configs={"soft, deep output (flickr8k recipe)": (dict(), 5)}, compile=args.compile)
+        results += bench_training(FLICKR8K_HARD, device, [batch], repeats, amp, compile=args.compile,
+                                  configs={"hard, 7x7 grid, 2 samples (flickr8k-hard recipe)": (dict(attention="hard"), 5)})
         results += bench_photo_latency(device, 10 if quick else 20)
     if "components" in args.only:
         results += bench_components(COCO, device, repeats)

@@ -27,6 +27,7 @@ from .cells import GATES, StackedRecurrent, State
 from .config import AttentionMode, ModelConfig
 from .hard_attention import Glimpse, Policy, attention_policy, reinforce_loss, repeat_samples
 from .ops import DerivedTensors, Linear, StepWeights
+from .search import GenerationRules
 
 
 class Memory(NamedTuple):
@@ -140,6 +141,12 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         readers = [self.context_gates.weight, *([self.output.context_proj.weight] if self.output.deep else [])]
         return self.derived("context_readers", readers, lambda: torch.cat([w.detach() for w in readers]).t().contiguous())
 
+    def word_gate_table(self) -> torch.Tensor:
+        """W E y + b for every word (V, G), kept between decoding calls: a step then reads its k rows instead
+        of the (E, G) weight (4 MB at 512-d), which is what one beam step on a CPU waits for."""
+        sources = [self.embedding.weight, self.embed_gates.weight, self.embed_gates.bias]
+        return self.derived("word_gates", sources, lambda: self.embed_gates(self.embedding.weight.detach()))
+
     def init_state(self, features: torch.Tensor) -> State:
         """(h_0, c_0) (B, layers, H) from the grid (B, P, D): tanh(f_init(mean_i a_i)), or zeros."""
         shape = (features.shape[0], self.config.num_layers, self.config.hidden_dim)
@@ -174,7 +181,8 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         """Decode one word. tokens (B,) -> log-probabilities (B, V), new state, alpha (B, P)."""
         memory = memory if isinstance(memory, Memory) else Memory(*memory)  # a caller's plain tuple of its fields
         embedded = self.embedding(tokens)
-        state, glimpse = self.recur(self.embed_gates(embedded), state, memory, self.module_reads(memory), self.policy(False))
+        x_gates = self.embed_gates(embedded) if torch.is_grad_enabled() else self.word_gate_table()[tokens]
+        state, glimpse = self.recur(x_gates, state, memory, self.module_reads(memory), self.policy(False))
         logits = self.output(embedded, state[0][:, -1], glimpse.context, context_projected=memory.context_terms is not None)
         return logits.float().log_softmax(dim=-1), state, glimpse.alpha
 
@@ -238,9 +246,14 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         return reinforce_loss(self.config.reinforce, reward, mask, out.log_p_locations, out.entropies, n_tokens,
                               self.reward_baseline, self.baseline_initialised)
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
+    def forward(self, features: torch.Tensor, captions: torch.Tensor, rules: GenerationRules | None = None,
+                temperature: float = 1.0) -> DecoderOutput:
         """features (I, P, D) of I images; captions (I * k, T+1) = <start> w_1 ... <end> <pad>..., rows
         i*k .. i*k+k-1 describing image i (k = 1: one caption per grid). Loss over all targets.
+        rules: score the words under the distribution generation samples from (banned words removed and
+        the rest renormalised): SCST's policy. None: the plain model distribution (cross-entropy).
+        temperature: score under softmax(logits / temperature), the distribution sampling at that
+        temperature draws from.
 
         Several captions per image share one attention projection, initial state and grid read per step,
         so a batch of k captions for each of I images costs far less than I * k separate grids."""
@@ -265,6 +278,10 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         # Output layer and loss only where there is a target word (no padding rows).
         rows = mask.nonzero(as_tuple=True)
         logits = self.output(embedded[rows], out.hiddens[rows], out.contexts[rows])
+        if temperature != 1.0:
+            logits = logits / temperature
+        if rules is not None:
+            logits = rules.masked_logits(logits, inputs[rows])
         token_log_probs = -F.cross_entropy(logits.float(), targets[rows], reduction="none")
         sequence_log_probs = torch.zeros(captions.shape[0], device=logits.device).index_add(0, rows[0], token_log_probs)
         n_tokens = mask.sum()

@@ -12,7 +12,14 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .encoders import create_encoder
-from .search import DEFAULT_BEAM_SIZE, Hypothesis, beam_search, generation_step, sequential_search
+from .search import (
+    DEFAULT_BEAM_SIZE,
+    GenerationRules,
+    Hypothesis,
+    beam_search,
+    generation_step,
+    sequential_search,
+)
 from .vocab import Vocabulary
 
 
@@ -61,6 +68,12 @@ class EncoderDecoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
 
+    @property
+    def generation_rules(self) -> GenerationRules:
+        """Never <unk>, never <end> first: what `decode` may say (and SCST scores its samples under)."""
+        v = self.vocab
+        return GenerationRules(never=(v.unk_id,), start_id=v.start_id, end_id=v.end_id)
+
     @torch.no_grad()
     def decode(self, state: tuple, memory: Any, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
                temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
@@ -73,7 +86,7 @@ class EncoderDecoder(nn.Module):
         if max_len < 1 or beam_size < 1 or num_results < 1:
             raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
                              f"(got {max_len}, {beam_size}, {num_results})")
-        step = generation_step(self.decoder.step, never=(v.unk_id,), start_id=v.start_id, end_id=v.end_id)
+        step = generation_step(self.decoder.step, self.generation_rules)
         if sample or beam_size == 1:
             device = state[0].device
             gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None

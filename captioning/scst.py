@@ -1,7 +1,7 @@
 """Self-critical sequence training (Rennie et al. 2017, as in ruotianluo/self-critical.pytorch):
 fine-tune a cross-entropy captioner with REINFORCE on the CIDEr-D of its own sampled captions.
 
-Per image, K captions w^s are sampled (multinomial, temperature 1) and rewarded r(w^s) = CIDEr-D
+Per image, K captions w^s are sampled (multinomial, temperature T: 1 by default) and rewarded r(w^s) = CIDEr-D
 against the image's references (document frequencies of the training split) [+ lambda BLEU-4]; the
 baseline b is the reward of the greedy caption ("greedy", the paper's test-time inference) or the
 mean reward of the other K-1 samples ("mean"). The loss is
@@ -10,7 +10,9 @@ mean reward of the other K-1 samples ("mean"). The loss is
 
 Sampling runs without autograd through the one decoding entry point (`EncoderDecoder.decode`); the
 sampled words are then teacher-forced through the decoder's fast training pass (`decoder(features,
-captions)`, K captions per image sharing its grid) for log-probabilities with gradients. Both passes
+captions, rules)`, K captions per image sharing its grid) for log-probabilities with gradients, under
+the distribution they were drawn from: the model's softmax without the words generation never says
+(`GenerationRules`: <unk>, <end> first), renormalised. Both passes
 use the network the captions came from: dropout off (the decoder in eval mode), and for hard attention
 the test-time attention (`hard_inference`: expectation or argmax), so SCST is REINFORCE over words
 only, with deterministic attention."""
@@ -39,6 +41,7 @@ class ScstSettings:
     baseline: str = "greedy"      # greedy | mean
     bleu_weight: float = 0.0      # reward = CIDEr-D + bleu_weight * BLEU-4
     per_word: bool = False        # advantage x mean word log-prob of a sample instead of the sum
+    temperature: float = 1.0      # the policy: softmax(logits / T); argmax (greedy, beam) is the same for any T
     images_per_batch: int = 16
     max_len: int = 20
     seed: int = 0
@@ -54,8 +57,6 @@ class ScstOutput:
     reward: float                     # mean sampled reward
     baseline: float                   # mean baseline
     advantage: float                  # mean |reward - baseline|
-    sample_log_prob: float            # mean log p(sample) as sampled (decode) ...
-    forced_log_prob: float            # ... and as teacher-forced: equal unless the two passes disagree
 
 
 def training_cider(run_dir: Path, train: Sequence[ImageRecord], d: Dist) -> CiderD:
@@ -155,7 +156,8 @@ class SelfCriticalHooks(Hooks):
         drop_derived(decoder)
         memory, state = decoder.memory(features), decoder.init_state(features)
         repeated = tuple(s.repeat_interleave(k, 0) for s in state)  # memory stays one row per image
-        sampled = self.model.decode(repeated, memory, sample=True, temperature=1.0, max_len=max_len)
+        sampled = self.model.decode(repeated, memory, sample=True, temperature=self.settings.temperature,
+                                   max_len=max_len)
         greedy = self.model.decode(state, memory, beam_size=1, max_len=max_len) \
             if self.settings.baseline == "greedy" else None
         return [h[0] for h in sampled], [h[0] for h in greedy] if greedy is not None else None
@@ -170,15 +172,17 @@ class SelfCriticalHooks(Hooks):
             if greedy is not None else None
         advantage, baseline = advantages(rewards, greedy_rewards, k)
         captions = caption_tensor(sampled, vocab.start_id, vocab.end_id).to(self.device)
-        out = self.net(features, captions)  # teacher-forced: K captions per image share its grid
+        # teacher-forced, K captions per image sharing its grid, scored under the distribution they were
+        # sampled from (no <unk>, no <end> first): under the plain softmax the gradient would carry a
+        # bias that flattens every next-word distribution, most strongly with the greedy baseline
+        out = self.net(features, captions, self.model.generation_rules, self.settings.temperature)
         n_words = (captions[:, 1:] != 0).sum()
         log_probs = out.sequence_log_probs
         if self.settings.per_word:  # each sample's words share its advantage: length-neutral
             log_probs = log_probs / (captions[:, 1:] != 0).sum(dim=1).clamp_min(1)
         loss = -(advantage.to(self.device) * log_probs).mean()
         nll = -out.sequence_log_probs.detach().sum() / n_words
-        result = ScstOutput(loss, nll, float(rewards.mean()), float(baseline.mean()), float(advantage.abs().mean()),
-                            sum(h.log_prob for h in sampled) / len(sampled), float(out.sequence_log_probs.detach().mean()))
+        result = ScstOutput(loss, nll, float(rewards.mean()), float(baseline.mean()), float(advantage.abs().mean()))
         self.record(result)
         return result
 

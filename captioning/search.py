@@ -22,17 +22,35 @@ Step = Callable[[torch.Tensor, tuple, Any], tuple[torch.Tensor, tuple, torch.Ten
 
 
 
-def generation_step(step: Step, *, never: tuple[int, ...], start_id: int, end_id: int) -> Step:
-    """`step` as generation uses it: the `never` ids (<unk>) are never said, and <end> never follows
-    <start>, so a caption or answer has at least one known word. Scoring given text uses `step` itself."""
-    banned = list(never)
+@dataclass(frozen=True)
+class GenerationRules:
+    """What generation never says: the `never` ids (<unk>) anywhere, and <end> right after <start>, so a
+    caption or answer has at least one known word. Sampling draws from the distribution these rules
+    leave; whatever learns from samples (SCST) scores them under the same one (`masked_logits`)."""
+
+    never: tuple[int, ...]
+    start_id: int
+    end_id: int
+
+    def mask_(self, scores: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Set the banned entries of (N, V) scores (logits or log-probabilities) to -inf in place, given
+        each row's previous token (N,)."""
+        scores[:, list(self.never)] = float("-inf")
+        scores[previous == self.start_id, self.end_id] = float("-inf")
+        return scores
+
+    def masked_logits(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """A banned-entries copy of (N, V) logits (autograd flows through the rest): their log_softmax is
+        the distribution `sequential_search` samples from."""
+        return self.mask_(logits.clone(), previous)
+
+
+def generation_step(step: Step, rules: GenerationRules) -> Step:
+    """`step` as generation uses it: the `rules`' banned words get -inf. Scoring given text uses `step` itself."""
 
     def generating(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
         log_probs, state, alpha = step(tokens, state, memory)
-        log_probs = log_probs.clone()
-        log_probs[:, banned] = float("-inf")
-        log_probs[tokens == start_id, end_id] = float("-inf")
-        return log_probs, state, alpha
+        return rules.mask_(log_probs.clone(), tokens), state, alpha
     return generating
 
 

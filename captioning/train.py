@@ -168,7 +168,7 @@ def train(config: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.devi
         hooks = self_critical_hooks(hooks, model, net, data, features, config, run_dir, device, d)
     settings = TrainerSettings(epochs=config.epochs, patience=config.patience, clip_grad=config.clip_grad,
                                seed=config.seed, amp=config.amp, checkpoint_every=config.checkpoint_every,
-                               log_every=config.log_every, metric=metric)
+                               warmup_steps=config.warmup_steps, log_every=config.log_every, metric=metric)
     trainer = Trainer(hooks, net, optimizer, settings, run_dir, device=device, d=d)
     if config.scst:
         hooks.attach(trainer)
@@ -217,6 +217,7 @@ def self_critical_hooks(base: CaptionHooks, model: Captioner, net: torch.nn.Modu
     reward = CaptionReward(training_cider(run_dir, data.train, d), config.scst_bleu_weight)
     settings = ScstSettings(samples=config.scst_samples, baseline=config.scst_baseline,
                             bleu_weight=config.scst_bleu_weight, per_word=config.scst_per_word,
+                            temperature=config.scst_temperature,
                             images_per_batch=max(1, config.batch_size // config.scst_samples),
                             max_len=config.model.max_len, seed=config.seed, log_every=config.log_every)
     return SelfCriticalHooks(base, model, net, data.train, features, reward, settings, device, d)

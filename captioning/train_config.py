@@ -38,6 +38,7 @@ class CaptionTrainConfig:
     lr_decay: float = 1.0               # multiply the learning rates by this after every epoch
     weight_decay: float = 0.0
     adam_eps: float = 1e-8              # Adam's epsilon; larger damps parameters whose gradients are tiny (SCST)
+    warmup_steps: int = 0               # ramp the learning rates up linearly over the first N steps
     clip_grad: float = 5.0              # max gradient norm (0: no clipping)
     patience: int = 5                   # epochs without a better val BLEU-4 before stopping (0: never)
     seed: int = 0
@@ -51,6 +52,7 @@ class CaptionTrainConfig:
     scst_samples: int = 5               # K sampled captions per image (batch_size // K images per batch)
     scst_baseline: str = "greedy"       # greedy: the greedy caption's reward; mean: the other K-1 samples' mean
     scst_bleu_weight: float = 0.0       # reward = CIDEr-D + this * BLEU-4 (sentence level)
+    scst_temperature: float = 1.0       # sample from softmax(logits / T); the loss scores under the same policy
     scst_per_word: bool = False         # weigh each sample's mean word log-prob, not the sum (length-neutral)
     # machinery
     device: str | None = None           # None: cuda when available
@@ -76,6 +78,8 @@ class CaptionTrainConfig:
         if self.scst and self.scst_samples < (2 if self.scst_baseline == "mean" else 1):
             raise ValueError(f"--scst-samples must be at least {2 if self.scst_baseline == 'mean' else 1} "
                              f"with --scst-baseline {self.scst_baseline}, got {self.scst_samples}")
+        if not self.scst_temperature > 0:
+            raise ValueError(f"--scst-temperature must be positive, got {self.scst_temperature}")
         if not 0 <= self.model.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.model.dropout}")
 
@@ -133,6 +137,8 @@ HELP = {
     "encoder_lr": "Adam learning rate of fine-tuned encoder blocks",
     "lr_decay": "multiply the learning rates by this after every epoch (1: constant)",
     "weight_decay": "Adam weight decay",
+    "warmup_steps": "ramp the learning rates linearly from 0 over the first N steps (a fresh Adam's first steps "
+                    "move every parameter by about lr, however noisy its gradient: SCST from a checkpoint)",
     "adam_eps": "Adam epsilon (larger: parameters with tiny, noisy gradients, e.g. REINFORCE's, barely move)",
     "clip_grad": "clip the gradient norm to this (0: no clipping)",
     "patience": "stop after this many epochs without a better val BLEU-4 (0: never)",
@@ -147,6 +153,8 @@ HELP = {
     "scst_samples": "captions sampled per image (batch-size // this images per batch)",
     "scst_baseline": "reward baseline: the greedy caption's (greedy) or the other samples' mean (mean)",
     "scst_bleu_weight": "add this times the sentence BLEU-4 to the CIDEr-D reward",
+    "scst_temperature": "sampling temperature T of the policy (log-probabilities scored under softmax(logits / T); "
+                        "below 1 the samples stay nearer the greedy caption)",
     "scst_per_word": "advantage times each sample's mean word log-probability instead of the sum (long samples "
                      "then weigh no more than short ones)",
     "device": "cpu or cuda (default: cuda when available)",
@@ -161,8 +169,10 @@ GROUPS = {
     "data": ["annotations", "images", "format", "skip_invalid", "cache_dir", "min_freq", "val_holdout"],
     "model": [k for k, key in SCHEMA.keys.items() if key.path.startswith("model.")],
     "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay", "adam_eps",
+                     "warmup_steps",
                      "clip_grad", "patience", "seed", "beam_size", "val_max_images", "train_max_images", "val_metric"],
-    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_per_word"],
+    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_per_word",
+                      "scst_temperature"],
     "machinery": ["device", "amp", "num_workers", "cache_batch_size", "checkpoint_every", "log_every"],
 }
 

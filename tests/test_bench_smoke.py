@@ -158,6 +158,24 @@ def test_cached_context_readers_follow_weight_updates():
         assert dec.memory(features).context_terms.dtype == torch.float64
 
 
+def test_cached_word_gates_equal_the_embedding_product_and_follow_updates():
+    """Decoding reads W E y + b from a per-word table: the same numbers as the product, after any weight change."""
+    dec = toy_decoder().eval()
+    features = bench.synthetic_batch(bench.TOY, 1, CPU)[0]
+    tokens = torch.tensor([bench.START, 5, 7, 5])
+    with torch.no_grad():
+        state = tuple(s.repeat_interleave(4, 0) for s in dec.init_state(features))
+        memory = dec.memory(features)
+        for change in (None, dec.embedding.weight, dec.embed_gates.weight, dec.embed_gates.bias):
+            if change is not None:
+                change.mul_(1.5)
+            assert torch.allclose(dec.word_gate_table()[tokens], dec.embed_gates(dec.embedding(tokens)), atol=1e-6)
+            fast = dec.step(tokens, state, memory)[0]
+            with torch.enable_grad():  # the product path (training), same step
+                slow = dec.step(tokens, state, memory)[0]
+            assert torch.allclose(fast, slow, atol=1e-5)
+
+
 def test_decoding_after_fused_optimizer_steps_uses_the_new_weights():
     """Fused Adam updates weights without bumping their version counters: the cached transposes and
     context readers must not survive the train()/eval() switch around an epoch (they once did)."""

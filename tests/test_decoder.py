@@ -166,3 +166,13 @@ def test_blocked_attention_scores_have_plain_autograd_gradients(monkeypatch, per
         projected, q = att.project(feats), att.hidden_proj(hiddens[0])
         plain = attention_scores.additive_weights(projected, q, att.score.weight, att.score.bias)
         assert torch.allclose(att.weights_from(projected, q), plain, atol=1e-12)
+
+
+def test_attention_tanh_through_the_logistic_function_is_tanh():
+    """`ops.attention_scores.tanh_` (2 sigmoid(2x) - 1, faster on CPUs) agrees with torch.tanh, saturation included."""
+    from captioning.ops.attention_scores import tanh_
+
+    x = torch.cat([torch.linspace(-30, 30, 10_001), torch.tensor([0.0, -0.0, 1e-8, -1e-8])])
+    assert torch.allclose(tanh_(x.clone()), torch.tanh(x), atol=3e-7, rtol=0)
+    x64 = x.double()
+    assert torch.allclose(tanh_(x64.clone()), torch.tanh(x64), atol=1e-15, rtol=0)

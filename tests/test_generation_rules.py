@@ -6,7 +6,7 @@ import torch
 
 from app import backend as be
 from captioning.images import open_image
-from captioning.search import beam_search, generation_step, sequential_search
+from captioning.search import GenerationRules, beam_search, generation_step, sequential_search
 
 START, END, UNK, VOCAB = 1, 2, 3, 6
 
@@ -30,7 +30,7 @@ def test_plain_step_would_say_nothing_or_unk():
 
 
 def test_generation_says_neither_unk_nor_nothing():
-    step = generation_step(eager_step, never=(UNK,), start_id=START, end_id=END)
+    step = generation_step(eager_step, GenerationRules(never=(UNK,), start_id=START, end_id=END))
     for hyps in (run(sequential_search, step), [b[0] for b in run(beam_search, step, pad_id=0, beam_size=3)]):
         for h in hyps:
             assert h.token_ids == [4]

@@ -107,14 +107,45 @@ def toy_hooks(vocab, baseline: str = "mean", per_word: bool = False):
 def test_samples_come_from_the_updated_policy(vocab, per_word):
     """After a fused Adam step (weights updated in place, versions not bumped) the sampler must not
     decode with stale weight copies: the samples' log-probabilities as sampled and as teacher-forced agree."""
-    hooks, model, records, _ = toy_hooks(vocab, baseline="greedy", per_word=per_word)
+    hooks, model, records, features = toy_hooks(vocab, baseline="greedy", per_word=per_word)
+    grid = torch.stack([features[r.image_id] for r in records])
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=3e-2, fused=True)
     for _ in range(3):
         out = hooks.step(records)
-        assert out.sample_log_prob == pytest.approx(out.forced_log_prob, abs=1e-3)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
+        sampled, _ = hooks.sample(grid)
+        with torch.no_grad():
+            forced = model.decoder(grid, caption_tensor(sampled, vocab.start_id, vocab.end_id)).sequence_log_probs
+        assert forced.tolist() == pytest.approx([h.log_prob for h in sampled], abs=1e-3)
+
+
+def test_samples_are_scored_under_the_distribution_they_were_drawn_from(vocab):
+    """SCST's teacher-forced log-probabilities are those of the sampling policy: the softmax renormalised
+    without <unk> (and without <end> as the first word), step by step as `decode` draws them; under the
+    plain softmax REINFORCE would push probability towards words that are never sampled."""
+    hooks, model, records, features = toy_hooks(vocab)
+    with torch.no_grad():  # make the banned words likely, so that renormalising matters
+        model.decoder.output.logits.bias[vocab.unk_id] += 3.0
+        model.decoder.output.logits.bias[vocab.end_id] += 3.0
+    grid = torch.stack([features[0]])
+    decoder, rules = model.decoder.eval(), model.generation_rules
+    sampled, _ = hooks.sample(grid)
+    captions = caption_tensor(sampled, vocab.start_id, vocab.end_id)
+    with torch.no_grad():
+        scored = decoder(grid, captions, rules).sequence_log_probs
+        plain = decoder(grid, captions).sequence_log_probs
+        state, memory = decoder.init_state(grid), decoder.memory(grid)
+        state = tuple(s.repeat_interleave(len(sampled), 0) for s in state)
+        expected = torch.zeros(len(sampled))
+        for t in range(captions.shape[1] - 1):
+            log_probs, state, _ = decoder.step(captions[:, t], state, memory)
+            policy = rules.mask_(log_probs, captions[:, t]).log_softmax(dim=-1)
+            live = captions[:, t + 1] != 0
+            expected += torch.where(live, policy.gather(1, captions[:, t + 1:t + 2]).squeeze(1), 0.0)
+    assert scored.tolist() == pytest.approx(expected.tolist(), abs=1e-4)
+    assert bool((scored > plain + 0.1).all())  # the banned mass was not negligible here
 
 
 def test_better_samples_become_likelier_and_gradients_reach_the_decoder(vocab):

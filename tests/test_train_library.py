@@ -156,3 +156,36 @@ def test_trainer_nan_stop_names_the_last_checkpoint(tmp_path):
     early = Regression(torch.nn.Linear(1, 1), [0.1], poison_at=0)
     with pytest.raises(TrainingError, match="no checkpoint was written"):
         _trainer(tmp_path / "b", early).fit()
+
+
+
+class HalvingSchedule(Regression):
+    """The schedule halves the learning rate every epoch (0.1, 0.05, 0.025)."""
+
+    def start_epoch(self, epoch, optimizer):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.1 * 0.5 ** epoch
+
+
+def test_warmup_ramps_the_schedule_and_resumes_on_the_same_ramp(tmp_path):
+    """warmup_steps 3 over 2 steps an epoch: 1/3, 2/3 of epoch 0's 0.1, then 3/3 of epoch 1's 0.05; the rest as
+    scheduled. A run stopped after epoch 1 and resumed takes the same rates."""
+    rates = []
+
+    def trainer(scores, root, epochs, resume=False):
+        hooks = HalvingSchedule(torch.nn.Linear(1, 1), scores)
+        optimizer = torch.optim.Adam(hooks.model.parameters(), lr=0.1)
+        t = Trainer(hooks, hooks.model, optimizer, TrainerSettings(epochs=epochs, warmup_steps=3), root / "run",
+                    device=torch.device("cpu"))
+        if resume:
+            t.resume()
+        step = optimizer.step
+        optimizer.step = lambda *a, **k: (rates.append(optimizer.param_groups[0]["lr"]), step(*a, **k))[1]
+        return t
+
+    trainer([0.1, 0.2, 0.3], tmp_path / "a", 3).fit()
+    assert rates == pytest.approx([0.1 / 3, 0.2 / 3, 0.05, 0.05, 0.025, 0.025])
+    trainer([0.1], tmp_path / "b", 1).fit()
+    rates.clear()
+    trainer([0.2, 0.3], tmp_path / "b", 3, resume=True).fit()
+    assert rates == pytest.approx([0.05, 0.05, 0.025, 0.025])

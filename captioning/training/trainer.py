@@ -43,6 +43,7 @@ class TrainerSettings:
     seed: int = 0
     amp: bool = False           # bf16 autocast on CUDA
     checkpoint_every: int = 0   # also save RUN/last every N steps (0: at epoch ends only)
+    warmup_steps: int = 0       # learning rates ramp up linearly over the first N steps (of the whole run)
     log_every: int = 50         # TensorBoard scalars every N steps
     metric: str = "val"         # how the logs name the score: "val BLEU-4"
 
@@ -81,6 +82,7 @@ class Trainer:
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.writer = None
         self.stops = StopRequests()
+        self.epoch_lrs = [group["lr"] for group in optimizer.param_groups]  # the schedule's, before any warm-up
 
     def resume(self, restore_rng: bool = True) -> TrainerState:
         """Continue from RUN/last: optimizer, counters and (with `restore_rng`) the random generators."""
@@ -119,6 +121,7 @@ class Trainer:
         """Train one epoch, validate, book the score, write RUN/best (when better) and RUN/last."""
         state, t0 = self.state, time.time()
         self.hooks.start_epoch(state.epoch, self.optimizer)
+        self.epoch_lrs = [group["lr"] for group in self.optimizer.param_groups]
         stats = self.train_one_epoch(self.hooks.batches(state.epoch, state.step_in_epoch))
         validation = self.hooks.validate() if self.d.main else Validation(-1.0)
         (validation.score,) = self.d.broadcast([validation.score], self.device)
@@ -158,6 +161,7 @@ class Trainer:
             check = torch.stack([out.loss.detach().float(), out.nll.detach().float(), grad_norm.float()])
             loss, nll, norm = self.d.mean(check).tolist()
             self._stop_if_diverged(loss, norm)
+            self._warm_up()
             self.optimizer.step()
             state.step += 1
             state.step_in_epoch += 1
@@ -176,6 +180,16 @@ class Trainer:
         bar.close()
         # an epoch resumed after its last step has no loss of its own: nan, shown as "-", never 0.0000
         return {k: v / count if count else math.nan for k, v in sums.items()}
+
+    def _warm_up(self) -> None:
+        """lr x (step + 1) / warmup_steps for the first warmup_steps steps: a function of the step alone,
+        so a resumed run continues the same ramp."""
+        warmup, step = self.settings.warmup_steps, self.state.step
+        if warmup <= 0 or step > warmup:
+            return
+        scale = min(1.0, (step + 1) / warmup)
+        for group, lr in zip(self.optimizer.param_groups, self.epoch_lrs, strict=True):
+            group["lr"] = lr * scale
 
     def stop_on_signal(self, save: bool) -> None:
         """Save RUN/last at this step (unless just saved) and stop: a rerun of the same command resumes here."""
