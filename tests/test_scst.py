@@ -91,9 +91,9 @@ class NoValidation(Hooks):
         pass
 
 
-def toy_hooks(vocab, baseline: str = "mean", per_word: bool = False):
+def toy_hooks(vocab, baseline: str = "mean", per_word: bool = False, attention: str = "soft"):
     torch.manual_seed(0)
-    model = tiny_captioner(vocab, max_len=6)
+    model = tiny_captioner(vocab, max_len=6, attention=attention)
     records = [ImageRecord(i, Path(f"{i}.png"), "train", ["a red circle"]) for i in range(2)]
     features = dict(enumerate(random_features(2, positions=4, dim=model.encoder.channels)))
     reward = CaptionReward(CiderD.from_references([[c] for c in CAPTIONS]))
@@ -148,8 +148,10 @@ def test_samples_are_scored_under_the_distribution_they_were_drawn_from(vocab):
     assert bool((scored > plain + 0.1).all())  # the banned mass was not negligible here
 
 
-def test_better_samples_become_likelier_and_gradients_reach_the_decoder(vocab):
-    hooks, model, records, features = toy_hooks(vocab)
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_better_samples_become_likelier_and_gradients_reach_the_decoder(vocab, attention):
+    """For hard attention too: SCST is REINFORCE over words, attending by the test-time rule (expectation)."""
+    hooks, model, records, features = toy_hooks(vocab, attention=attention)
     grid = torch.stack([features[0]])
 
     def log_p(h: Hypothesis) -> float:  # log p(caption | image 0) under the policy
