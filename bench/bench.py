@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,7 @@ class Sizes:
 COCO = Sizes()
 # The bundled flickr8k captioner: 2,540 words, Lite0 at 320 px (10x10x1280), 512-d; Flickr8k captions ~11 words.
 FLICKR8K = Sizes(vocab=2540, positions=100, feature_dim=1280, mean_words=10.9, sd_words=3.8, max_words=20)
-FLICKR8K_HARD = Sizes(vocab=2540, positions=49, feature_dim=1280, mean_words=10.9, sd_words=3.8, max_words=20)  # 224 px
+FLICKR8K_HARD = replace(FLICKR8K, positions=49)  # flickr8k-hard: Lite0 at 224 px, a 7x7 grid
 TOY = Sizes(vocab=40, positions=9, feature_dim=24, embed_dim=16, hidden_dim=16, attention_dim=8, decode_steps=4)
 
 

@@ -1,8 +1,8 @@
 """Self-critical sequence training (Rennie et al. 2017, as in ruotianluo/self-critical.pytorch):
 fine-tune a cross-entropy captioner with REINFORCE on the CIDEr-D of its own sampled captions.
 
-Per image, K captions w^s are sampled (multinomial, temperature T: 1 by default) and rewarded r(w^s) = CIDEr-D
-against the image's references (document frequencies of the training split) [+ lambda BLEU-4]; the
+Per image, K captions w^s are sampled (multinomial, temperature T: 1 by default) and rewarded
+r(w^s) = CIDEr-D against the image's references (document frequencies of the training split) [+ lambda BLEU-4]; the
 baseline b is the reward of the greedy caption ("greedy", the paper's test-time inference) or the
 mean reward of the other K-1 samples ("mean"). The loss is
 
@@ -10,12 +10,13 @@ mean reward of the other K-1 samples ("mean"). The loss is
 
 Sampling runs without autograd through the one decoding entry point (`EncoderDecoder.decode`); the
 sampled words are then teacher-forced through the decoder's fast training pass (`decoder(features,
-captions, rules)`, K captions per image sharing its grid) for log-probabilities with gradients, under
+captions, rules, temperature)`, K captions per image sharing its grid) for log-probabilities with gradients, under
 the distribution they were drawn from: the model's softmax without the words generation never says
-(`GenerationRules`: <unk>, <end> first), renormalised. Both passes
-use the network the captions came from: dropout off (the decoder in eval mode), and for hard attention
-the test-time attention (`hard_inference`: expectation or argmax), so SCST is REINFORCE over words
-only, with deterministic attention."""
+(`GenerationRules`: <unk>, <end> first), renormalised, at the sampling temperature. Scored under the
+plain softmax, the baseline's term would no longer average to zero and would flatten every next-word
+distribution. Both passes use the network the captions came from: dropout off (the decoder in eval
+mode), and for hard attention the test-time attention (`hard_inference`: expectation or argmax), so
+SCST is REINFORCE over words only, with deterministic attention."""
 
 from __future__ import annotations
 
@@ -172,9 +173,7 @@ class SelfCriticalHooks(Hooks):
             if greedy is not None else None
         advantage, baseline = advantages(rewards, greedy_rewards, k)
         captions = caption_tensor(sampled, vocab.start_id, vocab.end_id).to(self.device)
-        # teacher-forced, K captions per image sharing its grid, scored under the distribution they were
-        # sampled from (no <unk>, no <end> first): under the plain softmax the gradient would carry a
-        # bias that flattens every next-word distribution, most strongly with the greedy baseline
+        # teacher-forced, K captions per image sharing its grid, under the sampling policy (module docstring)
         out = self.net(features, captions, self.model.generation_rules, self.settings.temperature)
         n_words = (captions[:, 1:] != 0).sum()
         log_probs = out.sequence_log_probs

@@ -32,6 +32,18 @@ def test_evaluate_run_alone(run, tmp_path, capsys):
     assert len(results) == 2 and set(results[0]) == {"image_id", "caption"}
 
 
+def test_evaluate_reports_caption_length_and_words_and_takes_a_length_penalty(run, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert cli(["evaluate", str(run), "--no-java", "--beam-size", "3", "--length-penalty", "1.0",
+                "--json", str(out)]) == 0
+    assert "words on average" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    captions = [r["caption"].split() for r in json.loads(Path(report["results"]).read_text())]
+    assert report["length_penalty"] == 1.0 and Path(report["results"]).name == "results_test_beam3_lp1.json"
+    assert report["mean_length"] == pytest.approx(sum(map(len, captions)) / len(captions))
+    assert report["words_used"] == len({w for c in captions for w in c})
+
+
 def test_evaluate_errors_are_one_line(run, capsys):
     assert cli(["evaluate", str(run.parent / "nothing")]) == 1
     err = capsys.readouterr().err
