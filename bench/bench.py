@@ -29,6 +29,7 @@ from captioning.config import ModelConfig
 from captioning.decoder import ShowAttendTellDecoder
 from captioning.encoders import WeightsUnavailableError, create_encoder
 from captioning.model import BUNDLED_DIR, Captioner, load_captioner
+from captioning.ops.attention_scores import tanh_
 from captioning.search import beam_search
 from captioning.vocab import Vocabulary
 
@@ -421,8 +422,9 @@ def bench_photo_latency(device: torch.device, repeats: int, name: str = "flickr8
 
 # ---- components ------------------------------------------------------------------------------
 def bench_components(sizes: Sizes, device: torch.device, repeats: int, image_size: int | None = None) -> list[Result]:
-    """Two parts measured alone: one Adam step over the decoder's parameters (ours fused, the tutorial's
-    default), and one image through the frozen default encoder (ours BatchNorm-folded, the plain trunk)."""
+    """Three parts measured alone: one Adam step over the decoder's parameters (ours fused, the tutorial's
+    default), one image through the frozen default encoder (ours BatchNorm-folded, the plain trunk), and
+    the tanh of one beam-3 attention step over a 10x10 grid (ours 2 sigmoid(2x) - 1, baseline torch.tanh)."""
     decoder = our_decoder(sizes, device)
     params = list(decoder.parameters())
     for p in params:
@@ -447,6 +449,13 @@ def bench_components(sizes: Sizes, device: torch.device, repeats: int, image_siz
                         "baseline": torch.inference_mode()(lambda: unfolded(pixels))}, device, repeats * 6, warmup=3)
     results.append(_progress(make_result("encoder ms", f"1 image, efficientnet_lite0 {size}px (ours BatchNorm "
                                          "folded, baseline the plain trunk)", "ms", 1, runs["ours"], runs["baseline"])))
+    energies = torch.randn(4, 100, sizes.attention_dim, device=device)  # 3 beams + the greedy lane, 100 cells
+    scratch = torch.empty_like(energies)
+    runs = interleaved({"ours": lambda: tanh_(scratch.copy_(energies)),
+                        "baseline": lambda: scratch.copy_(energies).tanh_()}, device, repeats * 20, warmup=5)
+    results.append(_progress(make_result("attention tanh ms", f"(4, 100, {sizes.attention_dim}) values, one beam "
+                                         "step (ours 2 sigmoid(2x) - 1, baseline torch.tanh)", "ms", 1,
+                                         runs["ours"], runs["baseline"])))
     return results
 
 

@@ -214,6 +214,6 @@ def test_repeated_eval_keeps_the_decoding_caches():
 
 
 def test_component_measurements_run():
-    adam, encoder = bench.bench_components(bench.TOY, CPU, repeats=1, image_size=64)
-    assert adam.unit == encoder.unit == "ms" and adam.ours > 0 and encoder.baseline > 0
+    adam, encoder, tanh = bench.bench_components(bench.TOY, CPU, repeats=1, image_size=64)
+    assert adam.unit == encoder.unit == tanh.unit == "ms" and adam.ours > 0 and encoder.baseline > 0 and tanh.ours > 0
     assert "fused" in adam.setting and "folded" in encoder.setting
