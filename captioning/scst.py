@@ -2,7 +2,8 @@
 fine-tune a cross-entropy captioner with REINFORCE on the CIDEr-D of its own sampled captions.
 
 Per image, K captions w^s are sampled (multinomial, temperature T: 1 by default) and rewarded
-r(w^s) = CIDEr-D against the image's references (document frequencies of the training split) [+ lambda BLEU-4]; the
+r(w^s) = CIDEr-D against the image's references (document frequencies of the training split) [+ lambda BLEU-4]
+[+ mu METEOR-style score]; the
 baseline b is the reward of the greedy caption ("greedy", the paper's test-time inference) or the
 mean reward of the other K-1 samples ("mean"). The loss is
 
@@ -28,6 +29,7 @@ import torch
 
 from .cider import CiderD
 from .data.records import ImageRecord
+from .meteor_proxy import meteor_proxy
 from .model import Captioner
 from .ops import drop_derived
 from .search import Hypothesis
@@ -78,16 +80,21 @@ def training_cider(run_dir: Path, train: Sequence[ImageRecord], d: Dist) -> Cide
 
 
 class CaptionReward:
-    """r(caption) = CIDEr-D(caption, refs) [+ bleu_weight * sentence BLEU-4], one image at a time."""
+    """r(caption) = CIDEr-D(caption, refs) [+ bleu_weight * sentence BLEU-4] [+ meteor_weight * the
+    METEOR-style score of `meteor_proxy`], one image at a time. CIDEr-D alone rewards the consensus words
+    and makes captions short; the METEOR term weighs recall of the references' words."""
 
-    def __init__(self, cider: CiderD, bleu_weight: float = 0.0):
-        self.cider, self.bleu_weight = cider, bleu_weight
+    def __init__(self, cider: CiderD, bleu_weight: float = 0.0, meteor_weight: float = 0.0):
+        self.cider, self.bleu_weight, self.meteor_weight = cider, bleu_weight, meteor_weight
 
     def __call__(self, captions: Sequence[str], records: Sequence[ImageRecord]) -> torch.Tensor:
         rewards = [self.cider.score(c, r.captions, key=r.image_id) for c, r in zip(captions, records, strict=True)]
         if self.bleu_weight:
             bleu = sentence_bleu4(captions, [r.captions for r in records])
             rewards = [c + self.bleu_weight * b for c, b in zip(rewards, bleu, strict=True)]
+        if self.meteor_weight:
+            rewards = [c + self.meteor_weight * meteor_proxy(caption, r.captions)
+                       for c, caption, r in zip(rewards, captions, records, strict=True)]
         return torch.tensor(rewards, dtype=torch.float32)
 
 

@@ -214,7 +214,8 @@ def self_critical_hooks(base: CaptionHooks, model: Captioner, net: torch.nn.Modu
     """SCST over `base`: rewards are CIDEr-D with the training split's document frequencies (RUN/scst_df.json)."""
     if features is None:
         raise TrainingError("--scst needs a frozen encoder (--fine-tune-blocks 0): it samples from cached grids")
-    reward = CaptionReward(training_cider(run_dir, data.train, d), config.scst_bleu_weight)
+    reward = CaptionReward(training_cider(run_dir, data.train, d), config.scst_bleu_weight,
+                           config.scst_meteor_weight)
     settings = ScstSettings(samples=config.scst_samples, baseline=config.scst_baseline,
                             bleu_weight=config.scst_bleu_weight, per_word=config.scst_per_word,
                             temperature=config.scst_temperature,

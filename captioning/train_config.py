@@ -52,6 +52,7 @@ class CaptionTrainConfig:
     scst_samples: int = 5               # K sampled captions per image (batch_size // K images per batch)
     scst_baseline: str = "greedy"       # greedy: the greedy caption's reward; mean: the other K-1 samples' mean
     scst_bleu_weight: float = 0.0       # reward = CIDEr-D + this * BLEU-4 (sentence level)
+    scst_meteor_weight: float = 0.0     # ... + this * a METEOR-style score (captioning.meteor_proxy)
     scst_temperature: float = 1.0       # sample from softmax(logits / T); the loss scores under the same policy
     scst_per_word: bool = False         # weigh each sample's mean word log-prob, not the sum (length-neutral)
     # machinery
@@ -153,6 +154,8 @@ HELP = {
     "scst_samples": "captions sampled per image (batch-size // this images per batch)",
     "scst_baseline": "reward baseline: the greedy caption's (greedy) or the other samples' mean (mean)",
     "scst_bleu_weight": "add this times the sentence BLEU-4 to the CIDEr-D reward",
+    "scst_meteor_weight": "add this times a METEOR-style sentence score (exact and stem matches, "
+                          "captioning.meteor_proxy) to the reward",
     "scst_temperature": "sampling temperature T of the policy (log-probabilities scored under softmax(logits / T); "
                         "below 1 the samples stay nearer the greedy caption)",
     "scst_per_word": "advantage times each sample's mean word log-probability instead of the sum (long samples "
@@ -171,7 +174,8 @@ GROUPS = {
     "optimisation": ["epochs", "batch_size", "captions_per_image", "lr", "encoder_lr", "lr_decay", "weight_decay", "adam_eps",
                      "warmup_steps",
                      "clip_grad", "patience", "seed", "beam_size", "val_max_images", "train_max_images", "val_metric"],
-    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_per_word",
+    "self-critical": ["init_from", "scst", "scst_samples", "scst_baseline", "scst_bleu_weight", "scst_meteor_weight",
+                      "scst_per_word",
                       "scst_temperature"],
     "machinery": ["device", "amp", "num_workers", "cache_batch_size", "checkpoint_every", "log_every"],
 }
