@@ -134,6 +134,14 @@ def test_extraction_and_latency_measurements_run():
     assert latency.unit == "ms" and latency.ours > 0 and latency.speedup == pytest.approx(latency.baseline / latency.ours)
 
 
+def test_photo_latency_reports_its_parts():
+    """The bundled photo captioner's latency row, then one row per part of the same call (no baseline)."""
+    whole, *parts = bench.bench_photo_latency(CPU, repeats=1, warmup=0)
+    assert whole.baseline > 0 and "bundled flickr8k" in whole.setting
+    assert [p.setting for p in parts] == [f"  part of it: {what}" for what in bench.PHOTO_PARTS.values()]
+    assert all(p.ours > 0 and p.baseline is None for p in parts)
+
+
 def test_args_parser_lists_choices():
     args = bench.get_args_parser().parse_args(["--device", "cpu", "--quick", "--only", "train", "beam"])
     assert args.quick and args.only == ["train", "beam"] and args.amp == "auto"
