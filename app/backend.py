@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from captioning.images import ImageLoadError, open_image
+from captioning.images import DECODE_AT_LEAST, ImageLoadError, open_image, original_size
 from captioning.model import BUNDLED_DIR as CAPTION_BUNDLED_DIR
 from captioning.model import resolve_checkpoint
 from captioning.search import DEFAULT_BEAM_SIZE
@@ -58,7 +58,10 @@ class LoadedImage:
     def size_text(self) -> str:
         kib = self.nbytes / 1024
         weight = f"{self.nbytes} B" if kib < 1 else f"{kib:.0f} KB" if kib < 1024 else f"{kib / 1024:.1f} MB"
-        return f"{self.image.width}×{self.image.height} px · {weight}" if self.image else weight
+        if self.image is None:
+            return weight
+        width, height = original_size(self.image)
+        return f"{width}×{height} px · {weight}"
 
 
 def digest(data: bytes) -> str:
@@ -69,7 +72,7 @@ def load_image_bytes(name: str, data: bytes, key: str | None = None) -> LoadedIm
     """Decode uploaded bytes; a bad file gives `error` (one line), never an exception."""
     key = key or digest(data)
     try:
-        image = open_image(data, name=name)
+        image = open_image(data, name=name, at_least=DECODE_AT_LEAST)  # a phone photo decodes 4x faster
         preview = display_copy(image)
     except ImageLoadError as exc:
         return LoadedImage(name, key, len(data), None, None, str(exc))

@@ -68,6 +68,13 @@ def test_uploads_of_every_offered_format_decode(fmt):
     assert "96×64 px" in loaded.size_text
 
 
+def test_a_phone_sized_upload_decodes_smaller_but_reports_its_own_size():
+    big = Image.new("RGB", (3000, 2000), (120, 90, 60))
+    loaded = be.load_image_bytes("phone.jpg", png_bytes(big, "JPEG"))
+    assert loaded.error is None and min(loaded.image.size) >= be.DECODE_AT_LEAST and loaded.image.size == (1500, 1000)
+    assert "3000×2000 px" in loaded.size_text
+
+
 def test_transparent_pixels_are_shown_white():
     image = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
     assert overlay.display_copy(image).getpixel((5, 5)) == (255, 255, 255)

@@ -13,6 +13,7 @@ from bench.baseline import from_showtell, tutorial_beam_search, tutorial_loss
 from captioning.config import ModelConfig
 from captioning.decoder import ShowAttendTellDecoder
 from captioning.ops import Linear, StepWeights
+from captioning.ops.attention_scores import sigmoid_tanh_is_faster
 from captioning.search import beam_search
 
 CPU = torch.device("cpu")
@@ -142,6 +143,11 @@ def test_photo_latency_reports_its_parts():
     assert all(p.ours > 0 and p.baseline is None for p in parts)
 
 
+def test_phone_photo_row_compares_the_reduced_decode_with_a_full_one():
+    (row,) = bench.bench_phone_photo(CPU, repeats=1, size=(1600, 1200))
+    assert row.ours > 0 and row.baseline > 0 and "1600x1200 JPEG" in row.setting
+
+
 def test_args_parser_lists_choices():
     args = bench.get_args_parser().parse_args(["--device", "cpu", "--quick", "--only", "train", "beam"])
     assert args.quick and args.only == ["train", "beam"] and args.amp == "auto"
@@ -222,6 +228,8 @@ def test_repeated_eval_keeps_the_decoding_caches():
 
 
 def test_component_measurements_run():
-    adam, encoder, tanh = bench.bench_components(bench.TOY, CPU, repeats=1, image_size=64)
+    adam, encoder, tanh, sigmoid_form = bench.bench_components(bench.TOY, CPU, repeats=1, image_size=64)
     assert adam.unit == encoder.unit == tanh.unit == "ms" and adam.ours > 0 and encoder.baseline > 0 and tanh.ours > 0
+    assert sigmoid_form.ours > 0 and sigmoid_form.baseline > 0 and "torch.tanh" in sigmoid_form.setting
+    assert ("2 sigmoid(2x) - 1" in tanh.setting) == sigmoid_tanh_is_faster()
     assert "fused" in adam.setting and "folded" in encoder.setting

@@ -8,12 +8,13 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from captioning.encoders import Preprocessing
-from captioning.images import ImageLoadError, open_image
+from captioning.images import ImageLoadError, open_image, original_size
 
 PRE = Preprocessing(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -50,6 +51,44 @@ def test_exif_orientation_is_honoured():
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     upright = open_image(encode(image, "JPEG", exif=exif))
     assert upright.size == (20, 40)
+
+
+def photo(size: tuple[int, int]) -> Image.Image:
+    """A smooth colour gradient, so JPEG and resizing behave as on a photo."""
+    x = np.linspace(0, 1, size[0])[None, :, None]
+    y = np.linspace(0, 1, size[1])[:, None, None]
+    return Image.fromarray((255 * np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2], axis=2)).astype(np.uint8))
+
+
+def test_a_big_jpeg_decodes_at_a_reduced_scale_only_when_asked():
+    data = encode(photo((2600, 1400)), "JPEG", quality=90)
+    assert open_image(data).size == (2600, 1400)
+    small = open_image(data, at_least=640)
+    assert small.size == (1300, 700)  # half scale: a quarter (650 x 350) would be under 640 px
+    assert original_size(small) == (2600, 1400) and original_size(open_image(data)) == (2600, 1400)
+    png = encode(photo((1400, 1400)), "PNG")
+    assert open_image(png, at_least=320).size == (1400, 1400)  # only JPEG has a reduced-scale decoder
+    assert open_image(encode(photo((900, 700)), "JPEG"), at_least=640).size == (900, 700)  # nothing to spare
+
+
+def test_reduced_scale_decoding_keeps_the_upright_original_size():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    upright = open_image(encode(photo((2600, 1400)), "JPEG", exif=exif), at_least=640)
+    assert upright.size == (700, 1300) and original_size(upright) == (1400, 2600)
+
+
+def test_preprocessing_a_huge_photo_stays_close_to_a_plain_resize():
+    """Images up to 3x the encoder's size resize exactly as PIL's plain bilinear resize; bigger ones are
+    first box-reduced (reducing_gap), which changes the pixels by at most a few levels."""
+    pre = Preprocessing(64, (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))  # pixels out as 0..255
+
+    def plain(im):
+        return torch.from_numpy(np.array(im.resize((64, 64), Image.BILINEAR))).permute(2, 0, 1).float()
+
+    for size, tolerance in (((180, 150), 0.0), ((1900, 1300), 2.0)):
+        im = photo(size)
+        assert float((pre([im])[0] - plain(im)).abs().max()) <= tolerance, size
 
 
 def test_animated_gif_gives_first_frame():

@@ -113,6 +113,25 @@ def test_questions_as_the_model_reads_them():
         parse_box("10,20")
 
 
+def test_boxes_given_in_the_files_pixels_follow_a_reduced_scale_decode():
+    import io
+
+    from PIL import Image
+
+    from captioning.images import open_image
+    from vqa.model import in_decoded_pixels
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (2000, 1400), "gray").save(buffer, "JPEG")
+    full, half = open_image(buffer.getvalue()), open_image(buffer.getvalue(), at_least=640)
+    assert half.size == (1000, 700)
+    box = parse_box("400,200,800,600")
+    assert in_decoded_pixels([box], full) == [box]
+    (scaled,) = in_decoded_pixels([box], half)
+    assert (scaled.x, scaled.y, scaled.width, scaled.height) == (200, 100, 400, 300)
+    assert scaled.corners(*half.size) == tuple(c // 2 for c in box.corners(*full.size))
+
+
 def test_flat_yaml_and_command_line(tmp_path):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("format: easy-vqa\nhidden_dim: 64\nreinforce_samples: 3\nepochs: 2\n")

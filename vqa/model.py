@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from PIL import Image
 
 from captioning.config import shown
 from captioning.encoder_decoder import EncoderDecoder
+from captioning.images import original_size
 from captioning.search import DEFAULT_BEAM_SIZE, Hypothesis
 from captioning.vocab import UNK, Vocabulary, tokenize
 
@@ -60,6 +61,16 @@ def read_question(vocab: Vocabulary, question: str, max_words: int) -> tuple[lis
     words = words[:max_words]
     ids = vocab.encode(words, add_start_end=False)
     return ids, [w if i != vocab.unk_id else UNK for w, i in zip(words, ids, strict=True)], truncated
+
+
+def in_decoded_pixels(boxes: Sequence[Box], image: Image.Image) -> list[Box]:
+    """Boxes come in the file's pixels; an image decoded at a reduced scale (`open_image(at_least=...)`) is
+    cropped at its own scale."""
+    width, height = original_size(image)
+    sx, sy = image.width / width, image.height / height
+    if sx == sy == 1:
+        return list(boxes)
+    return [replace(b, x=b.x * sx, y=b.y * sy, width=b.width * sx, height=b.height * sy) for b in boxes]
 
 
 def parse_box(choice: object) -> Box:
@@ -158,7 +169,7 @@ class Answerer(EncoderDecoder):
             if pointing:
                 boxes = [parse_box(c) for c in choices]
                 rgb = image.convert("RGB")
-                crops = pooled_crops(self.encoder, rgb, boxes).unsqueeze(0)
+                crops = pooled_crops(self.encoder, rgb, in_decoded_pixels(boxes, image)).unsqueeze(0)
                 scores = self.point(features, [ids], crops)[0].tolist()
                 labels = [f"{b.x:g},{b.y:g},{b.width:g},{b.height:g}" for b in boxes]
             elif choices:

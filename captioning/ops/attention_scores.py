@@ -9,6 +9,9 @@ a node after all steps hands to autograd (`tape.step_token`)."""
 
 from __future__ import annotations
 
+import functools
+import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -80,12 +83,36 @@ def _tanh_blocks(projected: torch.Tensor, queries: torch.Tensor, dtype: torch.dt
 
 
 def tanh_(x: torch.Tensor) -> torch.Tensor:
-    """tanh in place, as 2 sigmoid(2x) - 1: the same to 2e-7 in fp32, and about 4x faster on a CPU, whose
-    vectorised tanh is several times slower than its sigmoid (the attention's (k, P, A) tanh was the
-    largest elementwise cost of a beam step)."""
-    if x.device.type != "cpu":
+    """tanh in place. On a CPU by whichever of two formulas runs faster there (`sigmoid_tanh_is_faster`):
+    torch.tanh, or 2 sigmoid(2x) - 1 (`tanh_by_sigmoid_`, the same to 2e-7 in fp32). Which one wins depends
+    on the machine, not on the code: one host here ran the sigmoid form 3.6x faster, another ran it 2.2x
+    slower (docs/performance.md), and this tanh is the largest elementwise cost of a beam step."""
+    if x.device.type != "cpu" or not sigmoid_tanh_is_faster():
         return x.tanh_()
+    return tanh_by_sigmoid_(x)
+
+
+def tanh_by_sigmoid_(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) = 2 sigmoid(2x) - 1, in place."""
     return torch.sigmoid(x.mul_(2.0), out=x).mul_(2.0).sub_(1.0)
+
+
+@functools.cache
+def sigmoid_tanh_is_faster() -> bool:
+    """Time both tanh formulas once per process on one beam step's (4, 100, 512) values, interleaved,
+    with the threads the process has then (a few milliseconds, once)."""
+    probe = torch.randn(4, 100, 512)
+    scratch = torch.empty_like(probe)
+    forms = (lambda: scratch.copy_(probe).tanh_(), lambda: tanh_by_sigmoid_(scratch.copy_(probe)))
+    times: tuple[list[float], list[float]] = ([], [])
+    with torch.no_grad():
+        for round_ in range(12):
+            for form, spent in zip(forms, times, strict=True):
+                start = time.perf_counter()
+                form()
+                if round_ >= 2:  # the first two rounds warm up
+                    spent.append(time.perf_counter() - start)
+    return statistics.median(times[1]) < statistics.median(times[0])
 
 
 def additive_scores(projected: torch.Tensor, hidden_projected: torch.Tensor, weight: torch.Tensor,
