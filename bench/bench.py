@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import io
 import json
 import platform
@@ -31,7 +32,7 @@ from captioning.decoder import ShowAttendTellDecoder
 from captioning.encoders import WeightsUnavailableError, create_encoder
 from captioning.images import DECODE_AT_LEAST, open_image
 from captioning.model import BUNDLED_DIR, Captioner, load_captioner
-from captioning.ops.attention_scores import sigmoid_tanh_is_faster, tanh_, tanh_by_sigmoid_
+from captioning.ops.attention_scores import tanh_, tanh_by_sigmoid_, uses_sigmoid_tanh
 from captioning.search import beam_search
 from captioning.vocab import Vocabulary
 
@@ -406,13 +407,21 @@ def bench_latency(device: torch.device, repeats: int, pretrained: bool = True,
 PHOTO = Path(__file__).resolve().parent.parent / "app" / "examples" / "astronaut-eileen-collins.jpg"
 
 
+@functools.cache
+def bundled_photo_captioner(name: str, device: torch.device) -> Captioner | None:
+    """The bundled model both photo benches time, loaded once (None without it or the example photo)."""
+    if not (BUNDLED_DIR / name).exists() or not PHOTO.exists():
+        return None
+    return load_captioner(name, device)
+
+
 def bench_photo_latency(device: torch.device, repeats: int, name: str = "flickr8k", warmup: int = 3) -> list[Result]:
     """The bundled photo captioner on one 640x480 photo as the app runs it (encoder + beam 3) against a
     tutorial-style pipeline of the same sizes: the plain encoder trunk and the tutorial's beam search,
     decoding as many steps as our caption took (random weights with <end> disabled)."""
-    if not (BUNDLED_DIR / name).exists() or not PHOTO.exists():
+    trained = bundled_photo_captioner(name, device)
+    if trained is None:
         return []
-    trained = load_captioner(name, device)
     photo = Image.open(PHOTO).convert("RGB").resize((640, 480))
     steps = len(trained.caption([photo], beam_size=3)[0].tokens) + 1
     cases = {"ours": lambda: trained.caption([photo], beam_size=3),
@@ -431,9 +440,9 @@ def bench_phone_photo(device: torch.device, repeats: int, name: str = "flickr8k"
     """A phone photo's JPEG bytes (12 megapixels) to its caption, as the app and `captioning caption` take it
     (`open_image(..., at_least=DECODE_AT_LEAST)`: a reduced-scale JPEG decode, then the two-step resize) against
     a full decode and a plain resize to the encoder's size."""
-    if not (BUNDLED_DIR / name).exists() or not PHOTO.exists():
+    trained = bundled_photo_captioner(name, device)
+    if trained is None:
         return []
-    trained = load_captioner(name, device)
     buffer = io.BytesIO()
     Image.open(PHOTO).convert("RGB").resize(size, Image.BICUBIC).save(buffer, "JPEG", quality=90)
     data, side = buffer.getvalue(), trained.encoder.preprocess.image_size
@@ -507,7 +516,7 @@ def bench_components(sizes: Sizes, device: torch.device, repeats: int, image_siz
     runs = interleaved({"ours": lambda: tanh_(scratch.copy_(energies)),
                         "baseline": lambda: scratch.copy_(energies).tanh_(),
                         "sigmoid form": lambda: tanh_by_sigmoid_(scratch.copy_(energies))}, device, repeats * 20, warmup=5)
-    picked = "2 sigmoid(2x) - 1" if device.type == "cpu" and sigmoid_tanh_is_faster() else "torch.tanh"
+    picked = "2 sigmoid(2x) - 1" if uses_sigmoid_tanh(device) else "torch.tanh"
     results.append(_progress(make_result("attention tanh ms", f"(4, 100, {sizes.attention_dim}) values, one beam "
                                          f"step (ours: the faster formula here, {picked}; baseline torch.tanh)", "ms",
                                          1, runs["ours"], runs["baseline"])))

@@ -34,7 +34,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _caption(args: argparse.Namespace) -> int:
     from .device import resolve_device
-    from .images import DECODE_AT_LEAST, ImageLoadError, open_image
+    from .images import ImageLoadError, open_image
     from .model import load_captioner
 
     device = resolve_device(args.device)
@@ -46,7 +46,7 @@ def _caption(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.images:
         try:
-            image = open_image(path, at_least=max(DECODE_AT_LEAST, model.encoder.preprocess.image_size))
+            image = open_image(path, at_least=model.encoder.preprocess.decode_at_least)
         except ImageLoadError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1

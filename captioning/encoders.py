@@ -13,6 +13,7 @@ from torch import nn
 
 from .config import shown
 from .efficientnet_lite import EfficientNetLite0, fold_batchnorm, load_lite0_imagenet
+from .images import DECODE_AT_LEAST
 from .ops import DerivedTensors
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -32,6 +33,11 @@ class Preprocessing:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+
+    @property
+    def decode_at_least(self) -> int:
+        """What `open_image(..., at_least=)` must keep for this input: its size, or the usual DECODE_AT_LEAST."""
+        return max(DECODE_AT_LEAST, self.image_size)
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images of any size and mode -> (B, 3, S, S) float tensor."""

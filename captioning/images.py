@@ -80,9 +80,10 @@ def _decode(data: bytes, label: str, max_pixels: int, at_least: int | None = Non
                 image.draft(None, (at_least, at_least))
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             image.load()
-            swapped = image.getexif().get(0x0112) in SWAPPED_ORIENTATIONS
+            reduced = image.size != (width, height)  # `draft` took a reduced scale
+            swapped = reduced and image.getexif().get(0x0112) in SWAPPED_ORIENTATIONS
             image = ImageOps.exif_transpose(image) or image
-            if image.size not in ((width, height), (height, width)):  # decoded at a reduced scale
+            if reduced:
                 image.info[ORIGINAL_SIZE_KEY] = (height, width) if swapped else (width, height)
             return image
     except ImageLoadError:

@@ -8,7 +8,7 @@ import sys
 
 from captioning.device import resolve_device
 from captioning.figures import attention_figure
-from captioning.images import DECODE_AT_LEAST, open_image
+from captioning.images import open_image
 from captioning.search import DEFAULT_BEAM_SIZE
 
 from .config import QATask
@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> AnswerResult:
     if args.beam_size < 1:
         raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
     model = load_answerer(args.run, resolve_device(args.device))
-    image = open_image(args.image, at_least=max(DECODE_AT_LEAST, model.encoder.preprocess.image_size))
+    image = open_image(args.image, at_least=model.encoder.preprocess.decode_at_least)
     result = model.answer(image, args.question, choices=args.choices, beam_size=args.beam_size)
     for notice in result.notices:
         print(f"notice: {notice}", file=sys.stderr)

@@ -87,9 +87,12 @@ def tanh_(x: torch.Tensor) -> torch.Tensor:
     torch.tanh, or 2 sigmoid(2x) - 1 (`tanh_by_sigmoid_`, the same to 2e-7 in fp32). Which one wins depends
     on the machine, not on the code: one host here ran the sigmoid form 3.6x faster, another ran it 2.2x
     slower (docs/performance.md), and this tanh is the largest elementwise cost of a beam step."""
-    if x.device.type != "cpu" or not sigmoid_tanh_is_faster():
-        return x.tanh_()
-    return tanh_by_sigmoid_(x)
+    return tanh_by_sigmoid_(x) if uses_sigmoid_tanh(x.device) else x.tanh_()
+
+
+def uses_sigmoid_tanh(device: torch.device) -> bool:
+    """Whether `tanh_` runs the sigmoid form on `device` (a CPU where it measured faster)."""
+    return device.type == "cpu" and sigmoid_tanh_is_faster()
 
 
 def tanh_by_sigmoid_(x: torch.Tensor) -> torch.Tensor:
