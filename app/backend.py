@@ -177,18 +177,25 @@ class Decoding:
     beam_size: int = DEFAULT_BEAM_SIZE
     temperature: float = 1.0
     seed: int = 0
+    guide: bool = True            # say what the encoder's classifier is confident of (sampling never does)
 
     def kwargs(self) -> dict[str, Any]:
         if self.method == "sample":
             return {"sample": True, "temperature": self.temperature, "seed": self.seed, "beam_size": 1}
         if self.method == "greedy":
-            return {"beam_size": 1}
-        return {"beam_size": self.beam_size}
+            return {"beam_size": 1, "guide": self.guide}
+        return {"beam_size": self.beam_size, "guide": self.guide}
 
     def label(self) -> str:
         if self.method == "sample":
             return f"sampled at temperature {self.temperature:g} (seed {self.seed})"
-        return "greedy" if self.method == "greedy" else f"beam {self.beam_size}"
+        search = "greedy" if self.method == "greedy" else f"beam {self.beam_size}"
+        return search if self.guide else f"{search}, unguided"
+
+
+def tags_text(tags: list[tuple[str, float]]) -> str:
+    """"cat 99% · dog 1%": what the encoder's classifier sees, in caption words."""
+    return " · ".join(f"{word} {p:.0%}" for word, p in tags)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

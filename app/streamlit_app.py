@@ -85,14 +85,16 @@ def model_picker(label: str, bundled: list[str], env_name: str, placeholder: str
 
 def decoding_settings() -> be.Decoding:
     method = st.radio("Decoding", list(METHODS), format_func=METHODS.get, horizontal=True, key="method")
-    if method == "beam":
-        return be.Decoding("beam", beam_size=st.slider("Beam size", 2, 10, DEFAULT_BEAM_SIZE, key="beam_size"))
     if method == "sample":
         temperature = st.slider("Temperature", 0.1, 2.0, 1.0, 0.1, key="temperature",
                                 help="Below 1 sharpens the word distribution, above 1 flattens it.")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", help="Same seed, same sample.")
         return be.Decoding("sample", temperature=float(temperature), seed=int(seed))
-    return be.Decoding("greedy")
+    beam_size = st.slider("Beam size", 2, 10, DEFAULT_BEAM_SIZE, key="beam_size") if method == "beam" else 1
+    guide = st.toggle("Name what the encoder sees", value=True, key="guide",
+                      help="The encoder's ImageNet classifier tags the photo; when it is confident (a cat, a "
+                           "coffee, a rocket), the caption must name it and may not name a rival animal.")
+    return be.Decoding(method, beam_size=beam_size, guide=guide)
 
 
 def load_captioning(source: str | None, slot) -> tuple[object | None, tuple | None]:
@@ -196,6 +198,13 @@ def caption_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | Non
     with text:
         st.subheader(md(result.text) if words else "(empty caption)", anchor=False)
         st.caption(f"captioned in {be.ms_text(ms)} · {decoding.label()} · log p = {result.log_prob:.2f}")
+        for notice in result.notices:
+            st.warning(notice, icon="⚠️")
+        if result.tags:
+            guided = f" · guided to say “{', '.join(result.guided_by)}”" if result.guided_by else ""
+            st.caption(f"The encoder sees: {md(be.tags_text(result.tags))}{guided}")
+        elif model.tag_table is None:
+            st.caption("No tags: this model's encoder has no classifier.")
         chosen = 0
         if words:
             chosen = st.pills(

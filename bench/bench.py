@@ -458,6 +458,30 @@ def bench_phone_photo(device: torch.device, repeats: int, name: str = "flickr8k"
                                   1, runs["ours"], runs["baseline"]))]
 
 
+GUIDED_PHOTOS = ("astronaut-eileen-collins.jpg", "cat-chelsea.jpg")  # no tag to require; a cat to require
+
+
+def bench_guidance(device: torch.device, repeats: int, name: str = "flickr8k") -> list[Result]:
+    """What tags and guided decoding add to one 640x480 photo's caption (the default, guided) against the
+    same call with guide=False: on a photo where no tag is confident enough to require, and on the cat,
+    whose required word doubles the beams (constrained beam search)."""
+    trained = bundled_photo_captioner(name, device)
+    if trained is None:
+        return []
+    results = []
+    for file in GUIDED_PHOTOS:
+        photo = Image.open(PHOTO.with_name(file)).convert("RGB").resize((640, 480))
+        guided = trained.caption([photo], beam_size=3)[0]
+        cases = {"ours": lambda photo=photo: trained.caption([photo], beam_size=3),
+                 "baseline": lambda photo=photo: trained.caption([photo], beam_size=3, guide=False)}
+        runs = interleaved(cases, device, repeats, warmup=3)
+        required = ", ".join(guided.guided_by) or "nothing"
+        results.append(_progress(make_result("caption latency ms", f"1 photo 640x480 ({file}), bundled {name} + beam 3, "
+                                             f"tags + guidance (requires: {required}; baseline: guide=False)", "ms", 1,
+                                             runs["ours"], runs["baseline"])))
+    return results
+
+
 PHOTO_PARTS = {"preprocess": "preprocessing (resize to the encoder's size, normalise)",
                "encoder": "encoder (BatchNorm-folded trunk)",
                "memory": "decoder.memory + init_state (grid projections, context terms)",
@@ -610,6 +634,7 @@ def main(args: argparse.Namespace) -> list[Result]:
                                   configs={"hard, 7x7 grid, 2 samples (flickr8k-hard recipe)": (dict(attention="hard"), 5)})
         results += bench_photo_latency(device, 10 if quick else 20)
         results += bench_phone_photo(device, 5 if quick else 10)
+        results += bench_guidance(device, 10 if quick else 20)
     if "components" in args.only:
         results += bench_components(COCO, device, repeats)
     print(f"device: {device_name(device)}; torch {torch.__version__}; amp {'bf16' if amp else 'off'}; "

@@ -1,4 +1,4 @@
-"""`captioning` command line: train, evaluate, caption, prepare, download.
+"""`captioning` command line: train, evaluate, caption, naming, average, prepare, download.
 
 Errors end the command with one line `error: ...` and a non-zero status; `--debug` shows the
 traceback instead. Heavy imports happen inside the commands, so `--help` stays quick."""
@@ -32,6 +32,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average(args: argparse.Namespace) -> int:
+    from .averaging import main
+
+    main(args)
+    return 0
+
+
+def _naming(args: argparse.Namespace) -> int:
+    from .naming import main
+
+    main(args)
+    return 0
+
+
 def _caption(args: argparse.Namespace) -> int:
     from .device import resolve_device
     from .images import ImageLoadError, open_image
@@ -42,7 +56,12 @@ def _caption(args: argparse.Namespace) -> int:
         raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
     if args.max_len is not None and args.max_len < 1:
         raise ValueError(f"--max-len must be at least 1, got {args.max_len}")
+    if args.guide_threshold is not None and not 0 < args.guide_threshold <= 1:
+        raise ValueError(f"--guide-threshold must be in (0, 1], got {args.guide_threshold}")
+    guide = False if not args.guide else args.guide_threshold
     model = load_captioner(args.checkpoint, device)
+    if args.tags and model.tag_table is None:
+        print(f"note: no tags: encoder {model.encoder.name} has no classifier with a tag table", file=sys.stderr)
     failed = 0
     for path in args.images:
         try:
@@ -51,8 +70,13 @@ def _caption(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        result = model.caption([image], beam_size=args.beam_size, max_len=args.max_len)[0]
-        print(f"{path}\t{result.text}", flush=True)
+        result = model.caption([image], beam_size=args.beam_size, max_len=args.max_len, guide=guide)[0]
+        line = f"{path}\t{result.text}"
+        if args.tags:
+            line += "\t" + ", ".join(f"{word} {p:.2f}" for word, p in result.tags)
+        print(line, flush=True)
+        for notice in result.notices:
+            print(f"note: {path}: {notice}", file=sys.stderr)
         if args.attention_out:
             from .figures import attention_figure
 
@@ -140,8 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"beam size (1: greedy; default: {DEFAULT_BEAM_SIZE})")
     p.add_argument("--max-len", type=int, help="longest caption in words (default: the model's)")
     p.add_argument("--attention-out", help="folder for one attention figure (PNG) per image")
+    p.add_argument("--tags", action="store_true",
+                   help="also print what the encoder's classifier sees, as caption words with probabilities")
+    p.add_argument("--guide", action=argparse.BooleanOptionalAction, default=True,
+                   help="make the caption say the encoder's confident tag (default: on)")
+    p.add_argument("--guide-threshold", type=float,
+                   help="tag probability from which the caption must say it (default: the model's)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_caption)
+
+    from .naming import get_args_parser as naming_parser
+
+    p = sub.add_parser("naming", parents=[naming_parser(add_help=False), debug],
+                       help="how often captions name the labelled thing in photos, with and without guidance")
+    p.set_defaults(func=_naming)
+
+    p = sub.add_parser("average", parents=[debug], help="average the weights of several checkpoints of one model")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint folders, run folders (their best) or bundled names")
+    p.add_argument("--out", required=True, help="the averaged checkpoint folder to write")
+    p.add_argument("--half", action="store_true", help="store floating weights in float16")
+    p.set_defaults(func=_average)
 
     p = sub.add_parser("prepare", parents=[debug], help="write the synthetic shapes set, or a Karpathy JSON of Flickr8k")
     p.add_argument("dataset", choices=("shapes", "flickr8k"), help="which dataset")

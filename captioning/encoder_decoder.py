@@ -4,6 +4,7 @@ and their checkpoint folders (safetensors + JSON config + vocabulary; loading ne
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,9 +13,11 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .encoders import create_encoder
+from .lexicon.tags import TABLES, TagTable, tag_table
 from .search import (
     DEFAULT_BEAM_SIZE,
     GenerationRules,
+    Guidance,
     Hypothesis,
     beam_search,
     generation_step,
@@ -74,20 +77,42 @@ class EncoderDecoder(nn.Module):
         v = self.vocab
         return GenerationRules(never=(v.unk_id,), start_id=v.start_id, end_id=v.end_id)
 
+    @property
+    def tag_table(self) -> TagTable | None:
+        """The table from the encoder's classifier classes to caption words (None: no classifier, no tags)."""
+        labels = self.encoder.head_labels
+        return tag_table(labels) if labels in TABLES else None
+
+    def tag_probabilities(self, features: torch.Tensor, temperature: float = 1.0,
+                          count_power: float = 0.0) -> torch.Tensor | None:
+        """(B, W) probability of each tag word (`tag_table.words`) from the grids (B, P, D): the classifier's
+        softmax(logits / temperature), summed over the classes of each word (`TagTable.word_probabilities`).
+        None without a classifier."""
+        table = self.tag_table
+        if table is None:
+            return None
+        logits = self.encoder.class_logits(features) / temperature
+        return table.word_probabilities(logits.softmax(dim=-1), count_power)
+
+    def configure(self, meta: dict) -> None:
+        """Settings a checkpoint's config.json carries beyond the model (none here; see `Captioner`)."""
+
     @torch.no_grad()
     def decode(self, state: tuple, memory: Any, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
                temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
-               num_results: int = 1, seed: int | None = None) -> list[list[Hypothesis]]:
+               num_results: int = 1, seed: int | None = None,
+               guidance: Sequence[Guidance | None] | None = None) -> list[list[Hypothesis]]:
         """Words from the decoder's `step`, starting at <start> in `state` (one row per image) over `memory`:
         greedy (beam_size 1), sampling (`sample`, softmax(logits / temperature)) or beam search, which
-        returns up to `num_results` hypotheses per image (the others one). The one way both products decode."""
+        returns up to `num_results` hypotheses per image (the others one). `guidance` (one per image):
+        constrained beam search, also for beam_size 1; sampling ignores it. The one way both products decode."""
         v = self.vocab
         max_len = self.config.max_len if max_len is None else max_len
         if max_len < 1 or beam_size < 1 or num_results < 1:
             raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
                              f"(got {max_len}, {beam_size}, {num_results})")
         step = generation_step(self.decoder.step, self.generation_rules)
-        if sample or beam_size == 1:
+        if sample or (beam_size == 1 and guidance is None):
             device = state[0].device
             gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
             return [[h] for h in sequential_search(step, state, memory, start_id=v.start_id, end_id=v.end_id,
@@ -95,7 +120,7 @@ class EncoderDecoder(nn.Module):
                                                    generator=gen)]
         return beam_search(step, state, memory, start_id=v.start_id, end_id=v.end_id, pad_id=v.pad_id,
                            max_len=max_len, beam_size=beam_size, length_penalty=length_penalty,
-                           num_results=num_results)
+                           num_results=num_results, guidance=guidance)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Weights worth saving: all of them except a frozen pretrained encoder (rebuilt on load)."""
@@ -132,6 +157,11 @@ class EncoderDecoder(nn.Module):
             raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: cannot build the model it describes ({exc})"
                                        ) from None
         model._encoder_is_pretrained = not encoder_saved
-        optional = () if encoder_saved or not model.encoder.frozen else ("encoder.",)
+        try:
+            model.configure(meta)
+        except (TypeError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: {exc}") from None
+        # a classifier head is rebuilt with the pretrained trunk; checkpoints from before heads lack it
+        optional = ("encoder.head.",) if encoder_saved or not model.encoder.frozen else ("encoder.",)
         ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)
         return model.to(device).eval()

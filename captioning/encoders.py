@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from .config import shown
-from .efficientnet_lite import EfficientNetLite0, fold_batchnorm, load_lite0_imagenet
+from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite, fold_batchnorm, load_lite_imagenet
 from .images import DECODE_AT_LEAST
 from .ops import DerivedTensors
 
@@ -77,19 +77,41 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+IMAGENET_1K = "imagenet-1k"  # the label set of every registered encoder's classifier head
+
+
+class PooledLinear(nn.Module):
+    """A classifier on the mean of the grid: the head of EfficientNet and ResNet after their last conv map."""
+
+    def __init__(self, fc: nn.Linear):
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        return self.fc(grid.mean(dim=(2, 3)))
+
+
 class ImageEncoder(DerivedTensors, nn.Module):
-    """A CNN trunk whose last convolutional map is pooled to `grid_size` x `grid_size` positions."""
+    """A CNN trunk whose last convolutional map is pooled to `grid_size` x `grid_size` positions.
+
+    head: the network's own classifier, reading the same grid (B, C, g, g) -> (B, K) logits over the label
+    set `head_labels` (None: the encoder has no classifier, and gives no tags). Frozen with the trunk."""
 
     def __init__(self, name: str, trunk: nn.Module, channels: int, preprocessing: Preprocessing,
                  grid_size: int | None, blocks: Sequence[nn.Module], fine_tune_blocks: int = 0,
-                 fold: Callable[[nn.Module], nn.Module] | None = None):
+                 fold: Callable[[nn.Module], nn.Module] | None = None, head: nn.Module | None = None,
+                 head_labels: str | None = None):
         super().__init__()
         self.name = name
+        self.head = head
+        self.head_labels = head_labels if head is not None else None
+        if head is not None:
+            head.requires_grad_(False)
         self.fold = fold  # a folded copy of the trunk for inference, see `_inference_trunk` (None: run it as is)
         self.trunk = trunk
         self.channels = channels
         self.preprocess = preprocessing
-        natural = preprocessing.image_size // 32
+        natural = -(-preprocessing.image_size // 32)  # stride-2 "same" convolutions round up: 260 px -> 9x9
         self.grid_size = grid_size or natural
         self.fine_tune_blocks = fine_tune_blocks
         for p in self.trunk.parameters():
@@ -113,6 +135,8 @@ class ImageEncoder(DerivedTensors, nn.Module):
         # only the fine-tuned top blocks follow `mode`.
         super().train(mode)
         self.trunk.eval()
+        if getattr(self, "head", None) is not None:
+            self.head.eval()
         for block in getattr(self, "tuned_blocks", []):
             block.train(mode)
         return self
@@ -139,6 +163,15 @@ class ImageEncoder(DerivedTensors, nn.Module):
         device = next(self.parameters()).device
         return self(self.preprocess(images).to(device))
 
+    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits (B, K) from this encoder's grid (B, P, C), as `forward` returned it."""
+        if self.head is None:
+            raise ValueError(f"encoder {self.name} has no classifier head")
+        g = self.grid_size
+        grid = features.transpose(1, 2).reshape(features.shape[0], features.shape[2], g, g)
+        head_dtype = next(self.head.parameters()).dtype
+        return self.head(grid.to(head_dtype)).float()
+
 
 _REGISTRY: dict[str, Callable[..., ImageEncoder]] = {}
 
@@ -164,26 +197,37 @@ def create_encoder(name: str, *, pretrained: bool = True, grid_size: int | None 
                            fine_tune_blocks=fine_tune_blocks)
 
 
-@register_encoder("efficientnet_lite0")
-def _efficientnet_lite0(*, pretrained: bool, grid_size: int | None, image_size: int | None,
-                        fine_tune_blocks: int) -> ImageEncoder:
-    net = EfficientNetLite0()
-    if pretrained:
-        load_lite0_imagenet(net)
+class _LiteTrunk(nn.Module):
+    """The network up to its last conv map (the classifier is the encoder's `head`)."""
 
-    class Trunk(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
+    def __init__(self, net: EfficientNetLite):
+        super().__init__()
+        self.net = net
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.features(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
 
-    del net._fc  # the classifier head is not part of the encoder
-    blocks = [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
-    pre = Preprocessing(image_size or 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    return ImageEncoder("efficientnet_lite0", Trunk(), 1280, pre, grid_size, blocks, fine_tune_blocks,
-                        fold=fold_batchnorm)  # 1.1-1.4x on a CPU (bench.py --only components); ResNet-50 gained nothing
+
+def _efficientnet_lite(variant: str) -> None:
+    spec = LITE_VARIANTS[variant]
+
+    @register_encoder(f"efficientnet_{variant}")
+    def build(*, pretrained: bool, grid_size: int | None, image_size: int | None,
+              fine_tune_blocks: int) -> ImageEncoder:
+        net = EfficientNetLite(variant)
+        if pretrained:
+            load_lite_imagenet(net)
+        head = PooledLinear(net._fc)
+        del net._fc  # lives on as `head`, outside the trunk
+        blocks = [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
+        pre = Preprocessing(image_size or spec.image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        return ImageEncoder(f"efficientnet_{variant}", _LiteTrunk(net), net._conv_head.out_channels, pre, grid_size,
+                            blocks, fine_tune_blocks, fold=fold_batchnorm, head=head, head_labels=IMAGENET_1K)
+        # fold: 1.1-1.4x on a CPU (bench.py --only components); ResNet-50 gained nothing
+
+
+for _variant in LITE_VARIANTS:
+    _efficientnet_lite(_variant)
 
 
 def _torchvision_weights(builder: Callable[..., nn.Module], weights: object, pretrained: bool) -> nn.Module:
@@ -212,7 +256,8 @@ def _resnet(name: str, depth: int) -> None:
         # 448 pixels give a true 14x14 conv5 grid (stride 32), the paper's 196 locations.
         pre = Preprocessing(image_size or 448, IMAGENET_MEAN, IMAGENET_STD)
         blocks = [*net.layer3, *net.layer4]
-        return ImageEncoder(name, trunk, 2048, pre, grid_size or 14, blocks, fine_tune_blocks)
+        return ImageEncoder(name, trunk, 2048, pre, grid_size or 14, blocks, fine_tune_blocks,
+                            head=PooledLinear(net.fc), head_labels=IMAGENET_1K)
 
 
 def _vgg(name: str, depth: int) -> None:
@@ -225,10 +270,13 @@ def _vgg(name: str, depth: int) -> None:
         weights = getattr(tvm, f"VGG{depth}_Weights").DEFAULT
         net = _torchvision_weights(builder, weights, pretrained)
         # conv5 grid as in the paper: the features before the last max-pool (14x14x512 at 224).
-        trunk = nn.Sequential(*list(net.features.children())[:-1])
+        layers = list(net.features.children())
+        trunk = nn.Sequential(*layers[:-1])
         pre = Preprocessing(image_size or 224, IMAGENET_MEAN, IMAGENET_STD)
         convs = [m for m in trunk if isinstance(m, nn.Conv2d)]
-        return ImageEncoder(name, trunk, 512, pre, grid_size or 14, convs, fine_tune_blocks)
+        head = nn.Sequential(layers[-1], net.avgpool, nn.Flatten(1), net.classifier)  # pool5, then fc6-fc8
+        return ImageEncoder(name, trunk, 512, pre, grid_size or 14, convs, fine_tune_blocks, head=head,
+                            head_labels=IMAGENET_1K)
 
 
 for _depth in (50, 101, 152):

@@ -29,6 +29,7 @@ from .data import (
 from .data.splits import held_out_ids, load_training_records, mark_held_out
 from .device import resolve_device
 from .grounding import grounding_score
+from .lexicon.endings import bad_ending
 from .metrics import score_captions, score_results_file
 from .model import Captioner, CaptionResult, load_captioner, resolve_checkpoint
 from .search import DEFAULT_BEAM_SIZE
@@ -50,6 +51,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, help="longest caption in words (default: the model's)")
     p.add_argument("--length-penalty", type=float, default=0.0,
                    help="rank beams by log p / length^this (default: 0, plain log p)")
+    p.add_argument("--guide", action=argparse.BooleanOptionalAction, default=True,
+                   help="make captions say the encoder's confident tag, as `caption` and the app do (default: on)")
     p.add_argument("--max-images", type=int, default=0, help="caption at most this many images (0: all)")
     p.add_argument("--batch-size", type=int, default=64, help="images per decoding batch (default: 64)")
     p.add_argument("--num-workers", type=int, default=2, help="image loading workers (default: 2)")
@@ -66,8 +69,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def caption_records(model: Captioner, records: Sequence, *, features=None, beam_size: int = DEFAULT_BEAM_SIZE,
                     max_len: int | None = None, length_penalty: float = 0.0, batch_size: int = 64,
                     device: torch.device | str | None = None, amp: bool = True,
-                    num_workers: int = 0) -> list[CaptionResult]:
-    """Caption each record's image, from cached encoder grids (`features`) or from pixels."""
+                    num_workers: int = 0, guide: bool | None = None) -> list[CaptionResult]:
+    """Caption each record's image, from cached encoder grids (`features`) or from pixels; `guide` as in
+    `Captioner.caption` (None: the model's default)."""
     device = torch.device(device) if device is not None else model.device
     source = features if features is not None and model.encoder.frozen else model.encoder
     dataset = CaptionDataset(records, model.vocab, source, per_image=True)
@@ -82,7 +86,8 @@ def caption_records(model: Captioner, records: Sequence, *, features=None, beam_
             for images, _, _ in loader:
                 images = images.to(device, non_blocking=True)
                 grid = images if source is features else model.encoder(images)
-                out += model.caption_features(grid, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty)
+                out += model.caption_features(grid, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty,
+                                              guide=guide)
     finally:
         model.train(was_training)
     return out
@@ -191,7 +196,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
                                       num_workers=args.num_workers, device=device)
     results = caption_records(model, chosen, features=features, beam_size=beam, max_len=args.max_len,
                               length_penalty=args.length_penalty, batch_size=args.batch_size, device=device,
-                              num_workers=args.num_workers)
+                              num_workers=args.num_workers, guide=None if args.guide else False)
     coco_results = [{"image_id": r.image_id, "caption": res.text} for r, res in zip(chosen, results, strict=True)]
     scores = score_captions({r.image_id: r.captions for r in chosen},
                             {r.image_id: res.text for r, res in zip(chosen, results, strict=True)},
@@ -199,21 +204,24 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     grounding = attention_grounding(chosen, results, records)
 
     base = run_dir if run else Path.cwd()  # never write into a checkpoint (or bundled model) folder
-    tag = f"{split}_beam{beam}" + (f"_lp{args.length_penalty:g}" if args.length_penalty else "")
+    tag = f"{split}_beam{beam}" + (f"_lp{args.length_penalty:g}" if args.length_penalty else "") + \
+        ("" if args.guide else "_unguided")
     lengths = [len(res.tokens) for res in results]
     shape = {"mean_length": sum(lengths) / max(len(lengths), 1),
              "words_used": len({word for res in results for word in res.tokens})}
     results_path = Path(args.results_out) if args.results_out else base / "eval" / f"results_{tag}.json"
     metrics_path = Path(args.json) if args.json else base / "eval" / f"metrics_{tag}.json"
     report = {"checkpoint": str(folder), "split": split, "images": len(chosen), "beam_size": beam,
-              "length_penalty": args.length_penalty, **scores.to_dict(), **shape,
+              "length_penalty": args.length_penalty, "guided": args.guide, **scores.to_dict(), **shape,
+              "bad_endings": sum(bad_ending(res.tokens) is not None for res in results),
               "grounding": grounding.to_dict() if grounding else None,
               "results": str(results_path)}
     _write_json(results_path, coco_results)
     _write_json(metrics_path, report)
-    print(f"{folder}: {len(chosen)} {split} images, beam size {beam}")
+    print(f"{folder}: {len(chosen)} {split} images, beam size {beam}{'' if args.guide else ', unguided'}")
     print("\n".join(scores.lines()))
-    print(f"captions: {shape['mean_length']:.2f} words on average, {shape['words_used']} distinct words")
+    print(f"captions: {shape['mean_length']:.2f} words on average, {shape['words_used']} distinct words, "
+          f"{report['bad_endings']} ending on a word that cannot end one (the, of, holding)")
     if grounding is not None:
         print(grounding.line())
     print(f"wrote {results_path} and {metrics_path}")

@@ -9,7 +9,7 @@ i*k .. i*k+k-1 of the state belong to image i, and the step reads memory row i f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,25 +24,52 @@ Step = Callable[[torch.Tensor, tuple, Any], tuple[torch.Tensor, tuple, torch.Ten
 
 @dataclass(frozen=True)
 class GenerationRules:
-    """What generation never says: the `never` ids (<unk>) anywhere, and <end> right after <start>, so a
-    caption or answer has at least one known word. Sampling draws from the distribution these rules
-    leave; whatever learns from samples (SCST) scores them under the same one (`masked_logits`)."""
+    """What generation never says: the `never` ids (<unk>) anywhere, and <end> right after <start> (so a
+    caption or answer has at least one known word) or right after any of the `no_end_after` ids (a caption
+    does not stop on "the", "of" or "holding"). Sampling draws from the distribution these rules leave;
+    whatever learns from samples (SCST) scores them under the same one (`masked_logits`)."""
 
     never: tuple[int, ...]
     start_id: int
     end_id: int
+    no_end_after: tuple[int, ...] = ()
 
     def mask_(self, scores: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """Set the banned entries of (N, V) scores (logits or log-probabilities) to -inf in place, given
         each row's previous token (N,)."""
         scores[:, list(self.never)] = float("-inf")
-        scores[previous == self.start_id, self.end_id] = float("-inf")
+        if self.no_end_after:
+            stops = torch.tensor((self.start_id, *self.no_end_after), device=previous.device)
+            scores[torch.isin(previous, stops), self.end_id] = float("-inf")
+        else:
+            scores[previous == self.start_id, self.end_id] = float("-inf")
         return scores
 
     def masked_logits(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """A banned-entries copy of (N, V) logits (autograd flows through the rest): their log_softmax is
         the distribution `sequential_search` samples from."""
         return self.mask_(logits.clone(), previous)
+
+
+MAX_CONSTRAINTS = 3  # 2^3 groups of beams: guided search stays a few tensor rows wide
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What one image's text must and must not say, for constrained beam search (Anderson et al. 2017).
+
+    include: word sets, each satisfied by saying any one of its token ids (cat: {cat, cats, kitten});
+    the result says one word of every set when the search finds such a text within `max_len`.
+    exclude: token ids never said for this image (what the tags rule out, words it may not use unguided)."""
+
+    include: tuple[frozenset[int], ...] = ()
+    exclude: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if len(self.include) > MAX_CONSTRAINTS:
+            raise ValueError(f"at most {MAX_CONSTRAINTS} word sets can be required, got {len(self.include)}")
+        if any(not words for words in self.include):
+            raise ValueError("a required word set is empty")
 
 
 def generation_step(step: Step, rules: GenerationRules) -> Step:
@@ -112,10 +139,42 @@ def sequential_search(step: Step, state: tuple, memory: Any, *, start_id: int, e
     return out
 
 
+class _Guided:
+    """Guidance as tensors: the group every image starts in (images with fewer constraints start with the
+    others satisfied), which constraint bits each word sets, and the words each image may not say."""
+
+    def __init__(self, guidance: Sequence[Guidance | None], batch: int, device: torch.device):
+        rules = [g or Guidance() for g in guidance]
+        if len(rules) != batch:
+            raise ValueError(f"guidance for {len(rules)} images, but {batch} images to decode")
+        self.rules, self.device = rules, device
+        count = max((len(g.include) for g in rules), default=0)
+        self.groups = 1 << count  # a beam group per subset of satisfied constraints
+        self.start_group = torch.tensor([(self.groups - 1) ^ ((1 << len(g.include)) - 1) for g in rules],
+                                        device=device)
+        self.word_bits: torch.Tensor | None = None  # (B, V) long: bit i set when the word satisfies constraint i
+        self.banned: torch.Tensor | None = None     # (B, V) float: -inf on excluded words, else 0
+
+    def for_vocabulary(self, vocab: int) -> _Guided:
+        """Build the (B, V) tables once the first step has told the vocabulary size."""
+        if self.groups > 1:
+            bits = torch.zeros(len(self.rules), vocab, dtype=torch.long)
+            for b, g in enumerate(self.rules):
+                for i, words in enumerate(g.include):
+                    bits[b, [w for w in words if 0 <= w < vocab]] |= 1 << i
+            self.word_bits = bits.to(self.device)
+        if any(g.exclude for g in self.rules):
+            banned = torch.zeros(len(self.rules), vocab)
+            for b, g in enumerate(self.rules):
+                banned[b, [w for w in g.exclude if 0 <= w < vocab]] = float("-inf")
+            self.banned = banned.to(self.device)
+        return self
+
+
 @torch.no_grad()
 def beam_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id: int, pad_id: int, max_len: int,
                 beam_size: int = DEFAULT_BEAM_SIZE, length_penalty: float = 0.0,
-                num_results: int = 1) -> list[list[Hypothesis]]:
+                num_results: int = 1, guidance: Sequence[Guidance | None] | None = None) -> list[list[Hypothesis]]:
     """Beam search over many images at once; returns the `num_results` best hypotheses per image.
 
     Finished beams stay in the beam with a frozen score (their only continuation is <pad> at
@@ -124,58 +183,101 @@ def beam_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id:
 
     Plain beam search can lose the greedy path and end with K beams cut at `max_len`, all worse
     than the greedy caption. One extra lane per image follows the greedy path, so the result is
-    never less likely than greedy decoding (for beam_size 1 the beam is the greedy path)."""
+    never less likely than greedy decoding (for beam_size 1 the beam is the greedy path).
+
+    guidance (one per image, or None): constrained beam search (Anderson et al. 2017). With C word sets
+    to include, the beams form 2^C groups, one per subset of sets already said, each keeping its own
+    `beam_size` best; a word that satisfies a set moves its continuation to the larger subset's group.
+    The result comes from the group that has said every set when it holds a finished text. Without
+    constraints this is plain beam search, one group."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     k, batch, device = beam_size, state[0].shape[0], state[0].device
-    lanes = k + 1 if k > 1 else 1  # the beams, then the greedy lane
+    guided = _Guided(guidance, batch, device) if guidance is not None else None
+    groups = guided.groups if guided is not None else 1
+    beams = groups * k
+    lanes = beams + 1 if k > 1 else beams  # the beams (group by group), then the greedy lane
     state = _repeat(state, lanes)  # memory stays one row per image (see the module docstring)
     tokens = torch.full((batch * lanes,), start_id, dtype=torch.long, device=device)
     scores = torch.full((batch, lanes), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    scores[:, k:] = 0.0
+    rows = torch.arange(batch, device=device)
+    if guided is None:
+        scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    else:
+        scores[rows, guided.start_group * k] = 0.0
+    scores[:, beams:] = 0.0
+    greedy_group = guided.start_group.clone() if guided is not None else None
     finished = torch.zeros(batch, lanes, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, lanes, dtype=torch.long, device=device)
-    offsets = (torch.arange(batch, device=device) * lanes).unsqueeze(1)
-    greedy_parent = torch.full((batch, lanes - k), k, dtype=torch.long, device=device)
+    offsets = (rows * lanes).unsqueeze(1)
+    greedy_parent = torch.full((batch, lanes - beams), beams, dtype=torch.long, device=device)
     token_hist, parent_hist, alpha_hist = [], [], []
     frozen = None  # what a finished lane may emit: only <pad>, at no cost
     for _ in range(max_len):
         log_probs, new_state, alpha = step(tokens, state, memory)
         log_probs = log_probs.view(batch, lanes, -1)
+        if frozen is None and guided is not None:
+            guided.for_vocabulary(log_probs.shape[-1])
+        if guided is not None and guided.banned is not None:
+            log_probs = log_probs + guided.banned.unsqueeze(1)
         if frozen is None:
             frozen = torch.full(log_probs.shape[-1:], float("-inf"), device=device, dtype=log_probs.dtype)
             frozen[pad_id] = 0.0
         log_probs = torch.where(finished.unsqueeze(-1), frozen, log_probs)
-        scores, parent, words = _advance(scores, log_probs, k, greedy_parent)
+        scores, parent, words = _advance(scores, log_probs, k, groups, greedy_parent,
+                                         guided.word_bits if guided is not None else None)
         state = tuple(s.index_select(0, (offsets + parent).view(-1)) for s in new_state)
         was_finished = finished.gather(1, parent)
         finished = was_finished | (words == end_id)
         lengths = lengths.gather(1, parent) + (~was_finished).long()
+        if greedy_group is not None and lanes > beams and guided.word_bits is not None:
+            greedy_group = greedy_group | guided.word_bits[rows, words[:, beams]]
         token_hist.append(words)
         parent_hist.append(parent)
         alpha_hist.append(alpha.view(batch, lanes, -1).gather(1, parent.unsqueeze(-1).expand(-1, -1, alpha.shape[-1])))
         tokens = words.view(-1)
-        if bool(finished.all()):
+        if bool((finished | torch.isneginf(scores)).all()):  # a dead lane (-inf) can only be refilled by a live one
             break
     seq, att = _backtrack(token_hist, parent_hist, alpha_hist)
     ranked = _normalised(scores, lengths, length_penalty)
-    return _best(seq, att, scores, ranked, finished, lengths, num_results)
+    satisfied = None
+    if guided is not None and groups > 1:
+        lane_groups = torch.arange(beams, device=device) // k
+        group = torch.cat([lane_groups.expand(batch, beams), greedy_group.unsqueeze(1)], 1) if lanes > beams \
+            else lane_groups.expand(batch, beams)
+        satisfied = _bit_count(group)
+    return _best(seq, att, scores, ranked, finished, lengths, num_results, satisfied)
 
 
-def _advance(scores: torch.Tensor, log_probs: torch.Tensor, k: int,
-             greedy_parent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bit_count(values: torch.Tensor) -> torch.Tensor:
+    count = torch.zeros_like(values)
+    for i in range(MAX_CONSTRAINTS):
+        count += (values >> i) & 1
+    return count
+
+
+def _advance(scores: torch.Tensor, log_probs: torch.Tensor, k: int, groups: int, greedy_parent: torch.Tensor,
+             word_bits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One beam step: (scores (B, lanes), parent lane (B, lanes), word (B, lanes)) from the lanes' scores
-    and next-word log-probabilities (B, lanes, V); the top k of the beams' continuations, then the
-    greedy lane's best word."""
+    and next-word log-probabilities (B, lanes, V); the top k continuations of each group (a continuation
+    joins the group of the constraints its lane had said plus those its word says), then the greedy
+    lane's best word."""
     batch, _, vocab = log_probs.shape
-    candidates = (scores[:, :k].unsqueeze(-1) + log_probs[:, :k]).view(batch, k * vocab)
-    beam_scores, flat = candidates.topk(k, dim=1)  # (B, K), sorted best first
+    beams = groups * k
+    candidates = scores[:, :beams].unsqueeze(-1) + log_probs[:, :beams]  # (B, beams, V)
+    if word_bits is None:
+        beam_scores, flat = candidates.view(batch, beams * vocab).topk(k, dim=1)  # (B, K), sorted best first
+    else:
+        lane_group = (torch.arange(beams, device=scores.device) // k).view(1, beams, 1)
+        target = (lane_group | word_bits.unsqueeze(1)).view(batch, beams * vocab)
+        flat_candidates = candidates.view(batch, beams * vocab)
+        picks = [flat_candidates.masked_fill(target != g, float("-inf")).topk(k, dim=1) for g in range(groups)]
+        beam_scores, flat = torch.cat([p.values for p in picks], 1), torch.cat([p.indices for p in picks], 1)
     parent, words = flat // vocab, flat % vocab
-    if scores.shape[1] == k:
+    if scores.shape[1] == beams:
         return beam_scores, parent, words
-    greedy_lp, greedy_words = log_probs[:, k:].max(dim=-1)
-    return (torch.cat([beam_scores, scores[:, k:] + greedy_lp], dim=1), torch.cat([parent, greedy_parent], 1),
+    greedy_lp, greedy_words = log_probs[:, beams:].max(dim=-1)
+    return (torch.cat([beam_scores, scores[:, beams:] + greedy_lp], dim=1), torch.cat([parent, greedy_parent], 1),
             torch.cat([words, greedy_words], 1))
 
 
@@ -196,13 +298,19 @@ def _backtrack(token_hist: list[torch.Tensor], parent_hist: list[torch.Tensor],
 
 
 def _best(seq: torch.Tensor, att: torch.Tensor, scores: torch.Tensor, ranked: torch.Tensor, finished: torch.Tensor,
-          lengths: torch.Tensor, num_results: int) -> list[list[Hypothesis]]:
-    """The `num_results` best distinct, finite hypotheses of each image, by `ranked`."""
+          lengths: torch.Tensor, num_results: int, satisfied: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+    """The `num_results` best distinct, finite hypotheses of each image, by `ranked`; with constraints
+    (`satisfied`: how many word sets each lane has said), finished texts first (one cut at `max_len` can
+    end anywhere), and among them those that said the most."""
     seq, att, scores, ranked, finished, lengths = (x.cpu() for x in (seq, att, scores, ranked, finished, lengths))
+    satisfied = satisfied.cpu() if satisfied is not None else None
     results = []
     for b in range(seq.shape[0]):
+        order = ranked[b].argsort(descending=True).tolist()
+        if satisfied is not None:
+            order.sort(key=lambda j: (not bool(finished[b, j]), -int(satisfied[b, j])))  # stable: ranked within
         hyps, seen = [], set()
-        for j in ranked[b].argsort(descending=True).tolist():
+        for j in order:
             n = int(lengths[b, j]) - int(finished[b, j])
             ids = tuple(seq[b, j, :n].tolist())
             if ids in seen or not torch.isfinite(scores[b, j]):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from .cider import cider_d
 from .data import CaptionDataset, FeatureCache, caption_groups, collate_captions, split_records
 from .data.splits import SPLITS_JSON, load_training_records, training_splits
 from .evaluate import caption_records
+from .guidance import unreliable_tags
 from .metrics import bleu4
 from .model import Captioner, load_captioner
 from .scst import CaptionReward, ScstSettings, SelfCriticalHooks, training_cider
@@ -48,7 +49,7 @@ from .training import (
     saved_state,
     setup_distributed,
 )
-from .vocab import Vocabulary
+from .vocab import Vocabulary, tokenize
 
 METRICS = {"bleu4": "val BLEU-4", "cider": "val CIDEr-D"}  # val_metric -> how the logs name it
 
@@ -81,7 +82,8 @@ def evaluate(model: Captioner, records: Sequence, features, config: CaptionTrain
     references' document frequencies, as pycocoevalcap) of beam-search captions."""
     results = caption_records(model, records, features=features, beam_size=config.beam_size,
                               max_len=config.model.max_len, batch_size=config.batch_size, device=device,
-                              amp=config.amp, num_workers=0 if features is not None else config.num_workers)
+                              amp=config.amp, num_workers=0 if features is not None else config.num_workers,
+                              guide=False)  # the model as trained: the tags play no part in choosing RUN/best
     hyps = {i: r.text for i, r in enumerate(results)}
     refs = {i: r.captions for i, r in enumerate(records)}
     return {"bleu4": bleu4(refs, hyps), "cider": cider_d(refs, hyps)}, [r.text for r in results]
@@ -156,6 +158,7 @@ def train(config: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.devi
     features = None
     if model.encoder.frozen:  # one encoder pass over every image, reused by all epochs, reruns and `evaluate`
         features = feature_cache(model, data, config, run_dir, device, d)
+        calibrate_guidance(model, data.train, features)
     dataset = CaptionDataset(data.train, model.vocab, features if features is not None else model.encoder,
                              max_len=config.model.max_len)
     optimizer = make_optimizer(model, config)
@@ -184,6 +187,22 @@ def train(config: CaptionTrainConfig, run_dir: Path, d: Dist, device: torch.devi
                 f"{len(data.val)}; vocabulary {len(model.vocab)} words; {sum(p.numel() for p in trainer.params):,} "
                 f"trainable parameters; device {device}" + (f" x {d.world} processes" if d.world > 1 else ""))
     return trainer.fit()
+
+
+@torch.inference_mode()
+def calibrate_guidance(model: Captioner, records: list, features, chunk: int = 256) -> None:
+    """Tags that mislead on the training photos are never required of a caption (`guidance.unreliable_tags`);
+    saved with every checkpoint in config.json's "guidance"."""
+    table, settings = model.tag_table, model.guide_settings
+    if table is None or not records:
+        return
+    probs = []
+    for start in range(0, len(records), chunk):
+        grids = torch.stack([features[r.image_id] for r in records[start:start + chunk]]).float().to(model.device)
+        probs.append(model.tag_probabilities(grids, settings.temperature, settings.count_power).cpu())
+    captions = [[tokenize(c) for c in r.captions] for r in records]
+    unreliable = unreliable_tags(torch.cat(probs), captions, table, settings.threshold)
+    model.guide_settings = replace(settings, unreliable=unreliable)
 
 
 def describe_batches(config: CaptionTrainConfig, captions: int) -> str:

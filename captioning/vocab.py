@@ -23,16 +23,31 @@ def tokenize(text: str) -> list[str]:
 
 
 class Vocabulary:
-    """Maps words to ids; ids 0-3 are always <pad>, <start>, <end>, <unk>."""
+    """Maps words to ids; ids 0-3 are always <pad>, <start>, <end>, <unk>.
 
-    def __init__(self, words: Sequence[str]):
+    counts (optional): how often each word occurs in the training captions, so a model can tell what it
+    has rarely seen; 0 marks a word added after training (`captioning.new_words`), said only when guided."""
+
+    def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None):
         words = list(words)
         if tuple(words[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"vocabulary must start with {SPECIALS}, got {words[:4]}")
         if len(set(words)) != len(words):
             raise ValueError("vocabulary contains duplicate words")
+        if counts is not None:
+            counts = list(counts)
+            if len(counts) != len(words) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                    for n in counts):
+                raise ValueError("vocabulary counts must be one non-negative integer per word")
         self.words = words
+        self.counts = counts
         self.index = {w: i for i, w in enumerate(words)}
+
+    def count(self, word: str) -> int | None:
+        """Training occurrences of `word` (0 when it is not in the vocabulary), None when not recorded."""
+        if self.counts is None:
+            return None
+        return self.counts[self.index[word]] if word in self.index else 0
 
     pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
 
@@ -47,7 +62,7 @@ class Vocabulary:
         kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
         if max_size is not None:
             kept = kept[: max(0, max_size - len(SPECIALS))]
-        return cls([*SPECIALS, *kept])
+        return cls([*SPECIALS, *kept], [0] * len(SPECIALS) + [counts[w] for w in kept])
 
     def __len__(self) -> int:
         return len(self.words)
@@ -74,7 +89,10 @@ class Vocabulary:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({"words": self.words}, ensure_ascii=False)
+        data: dict = {"words": self.words}
+        if self.counts is not None:
+            data["counts"] = self.counts
+        return json.dumps(data, ensure_ascii=False)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json(), encoding="utf-8")
@@ -86,7 +104,10 @@ class Vocabulary:
             raise ValueError('vocabulary JSON must be an object with a "words" list')
         if not all(isinstance(w, str) for w in data["words"]):
             raise ValueError("vocabulary words must all be strings")
-        return cls(data["words"])
+        counts = data.get("counts")
+        if counts is not None and not isinstance(counts, list):
+            raise ValueError('vocabulary "counts" must be a list')
+        return cls(data["words"], counts)
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:

@@ -209,3 +209,45 @@ def test_question_flow_with_the_real_vqa_package(page, monkeypatch, tmp_path):
     table = page.dataframe[-1].value
     assert sorted(table["answer"]) == ["circle", "square", "triangle"] and list(table.columns) == ["answer", "log p"]
     assert texts(page.subheader)[-1] == table["answer"].iloc[0]     # the answer is the best-scored choice
+
+
+def test_tags_guidance_toggle_and_out_of_depth_notice(page, monkeypatch, tmp_path):
+    """The page shows what the encoder's classifier sees, says when the model is out of its depth, and the
+    guidance toggle reaches the API."""
+    from captioning.guidance import GuideSettings
+
+    model = tiny_captioner(Vocabulary.build(CAPTIONS))
+    model.guide_settings = GuideSettings(notice_threshold=0.001, rare_below=10**6)  # every photo is "rare"
+    monkeypatch.setenv(be.CAPTION_ENV, str(model.save(tmp_path / "noticing")))
+    page.run()
+    page.multiselect(key="examples").set_value([EXAMPLE]).run()
+    assert not page.exception and not page.error
+    expected = model.caption([Image.open(be.EXAMPLES_DIR / EXAMPLE)], beam_size=3)[0]
+    assert expected.tags and expected.notices
+    seen = [c for c in texts(page.caption) if c.startswith("The encoder sees:")]
+    assert seen == [f"The encoder sees: {be.tags_text(expected.tags)}"
+                    + (f" · guided to say “{', '.join(expected.guided_by)}”" if expected.guided_by else "")]
+    assert [w for w in texts(page.warning) if "may be wrong" in w] == expected.notices
+    page.toggle(key="guide").set_value(False).run()
+    assert not page.exception and any("beam 3, unguided" in c for c in texts(page.caption))
+
+
+def test_bundled_answerer_answers_yes_no_and_what_is_this_on_the_cat(page, monkeypatch):
+    """The default answerer in the page, on the cat example: "What is this?" -> cat, presence questions get
+    yes or no, and a yes/no question the tags cannot answer still gets yes or no."""
+    monkeypatch.delitem(sys.modules, "vqa")
+    from vqa.model import BUNDLED_DIR, DEFAULT_ANSWERER
+
+    monkeypatch.setattr(be, "VQA_BUNDLED_DIR", BUNDLED_DIR)
+    monkeypatch.setenv(be.VQA_ENV, DEFAULT_ANSWERER)
+    page.run()
+    page.multiselect(key="examples").set_value(["cat-chelsea.jpg"]).run()
+    asked, notes = {}, {}
+    for question in ("What is this?", "Is there a cat?", "Is there a dog?", "Is the cat sleeping?"):
+        next(t for t in page.text_input if t.label == "Question").set_value(question).run()
+        assert not page.exception and not page.error
+        asked[question] = texts(page.subheader)[-1]
+        notes[question] = " ".join(c for c in texts(page.caption) if c.startswith("note:"))
+    assert asked["What is this?"] == "cat" and "answered from what the encoder's classifier sees" in notes["What is this?"]
+    assert (asked["Is there a cat?"], asked["Is there a dog?"]) == ("yes", "no")
+    assert asked["Is the cat sleeping?"] in ("yes", "no") and "classifier" not in notes["Is the cat sleeping?"]

@@ -37,17 +37,21 @@ def test_frozen_by_default_and_fine_tune_switch():
     assert tuned.tuned_blocks[-1][1].training
 
 
-def test_default_encoder_weights_are_real_imagenet_weights():
-    """skimage's chelsea photo must come out as a cat (ImageNet 281-285) through our loading code."""
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
+def test_lite_encoder_weights_are_real_imagenet_weights(variant):
+    """skimage's chelsea photo must come out as a cat (ImageNet 281-285) through our loading code, and the
+    encoder's own head (`class_logits` of its grid) is the packaged network's classifier."""
     data = pytest.importorskip("skimage.data")
-    from captioning.efficientnet_lite import EfficientNetLite0, load_lite0_imagenet
+    from captioning.efficientnet_lite import LITE_VARIANTS, EfficientNetLite, load_lite_imagenet
 
-    enc = create_encoder("efficientnet_lite0")  # pretrained by default
-    net = load_lite0_imagenet(EfficientNetLite0()).eval()
+    enc = create_encoder(f"efficientnet_{variant}").eval()  # pretrained by default, at its native size
+    assert enc.preprocess.image_size == LITE_VARIANTS[variant].image_size
+    net = load_lite_imagenet(EfficientNetLite(variant)).eval()
     pixels = enc.preprocess([Image.fromarray(data.chelsea())])
     with torch.no_grad():
         grid = enc(pixels)
-        logits = net._fc(grid.mean(dim=1))
+        logits = enc.class_logits(grid)
+        assert torch.allclose(logits, net(pixels), atol=1e-3)
     assert 281 <= int(logits.argmax()) <= 285
     assert torch.allclose(net.features(pixels).flatten(2).transpose(1, 2), grid, atol=1e-4)
 

@@ -1,15 +1,19 @@
 """`vqa baseline --annotations QA.json --split val`: the question-only baseline, answer priors per
 question form. No image is seen: the multiple-choice pick is the candidate given most often as the
 training answer to the same question text (then to the same question type, then the first in the
-fixed candidate order); the open-ended answer is the most frequent training answer to that text."""
+fixed candidate order); the open-ended answer is the most frequent training answer to that text.
+Scores are per question type and, where the file gives each question an "answer_type" (yes/no,
+number, other: `vqa prepare caption-qa` does), per answer type too."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from captioning.data.annotations import read_json
 
 from .config import QATask
 from .data import QA, SPLITS, load_visual7w, normalize
@@ -40,13 +44,28 @@ class AnswerPriors:
         return counts.most_common(1)[0][0]
 
 
-def evaluate_priors(train: Sequence[QA], questions: Sequence[QA], *, split: str, types: Sequence[str]) -> Report:
+def evaluate_priors(train: Sequence[QA], questions: Sequence[QA], *, split: str, types: Sequence[str],
+                    group: Callable[[QA], str] | None = None) -> Report:
+    """Accuracy of the answer priors of `train` on `questions`, per question type (or per `group(q)`)."""
     priors = AnswerPriors(train)
+    group = group or (lambda q: q.type)
     mc, op = TypeAccuracy(), TypeAccuracy()
     for q in questions:
-        mc.add(q.type, priors.choose(q) == q.answer_index)
-        op.add(q.type, priors.open_ended(q) == normalize(str(q.answer)))
+        mc.add(group(q), priors.choose(q) == q.answer_index)
+        op.add(group(q), priors.open_ended(q) == normalize(str(q.answer)))
     return Report(split, QATask.TELLING, list(types), mc, op)
+
+
+ANSWER_TYPES = ("yes/no", "number", "other")
+
+
+def answer_types(annotations: str | Path) -> dict:
+    """qa_id -> "answer_type" of every question of a Visual7W telling file that gives one."""
+    data = read_json(Path(annotations))
+    images = data.get("images") if isinstance(data, dict) else None
+    return {qa["qa_id"]: qa["answer_type"] for image in images or [] if isinstance(image, dict)
+            for qa in image.get("qa_pairs") or [] if isinstance(qa, dict) and isinstance(qa.get("answer_type"), str)
+            and isinstance(qa.get("qa_id"), (int, str))}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,9 +82,19 @@ def main(args: argparse.Namespace) -> Report:
     report = evaluate_priors(data.split("train"), questions, split=args.split, types=data.types)
     print(f"question-only baseline (answer priors per question), split {args.split}, {len(questions):,} questions")
     print(report.table())
+    kinds = answer_types(args.annotations)
+    by_answer = None
+    if kinds and all(q.qa_id in kinds for q in questions):
+        seen = {kinds[q.qa_id] for q in questions}
+        by_answer = evaluate_priors(data.split("train"), questions, split=args.split, group=lambda q: kinds[q.qa_id],
+                                    types=[t for t in ANSWER_TYPES if t in seen] + sorted(seen - set(ANSWER_TYPES)))
+        print("per answer type")
+        print(by_answer.table())
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"baseline": "question-only answer priors", **report.to_dict()}, indent=1),
-                       encoding="utf-8")
+        scores = {"baseline": "question-only answer priors", **report.to_dict()}
+        if by_answer is not None:
+            scores["per_answer_type"] = {k: by_answer.to_dict()[k] for k in ("multiple_choice", "open_ended")}
+        out.write_text(json.dumps(scores, indent=1), encoding="utf-8")
     return report

@@ -1,8 +1,9 @@
 """Telling questions from image captions, the way COCO-QA was built (Ren, Kiros and Zemel 2015):
 each caption is parsed, a question is asked about one of its parts, and the answer is one word.
 
-nltk's tagger data cannot be downloaded here, so the parse is a small set of rules over hand-written
-lexicons (colours, numbers, people, animals, objects, places, activity verbs), all in this file:
+nltk's tagger data cannot be downloaded here, so the parse is a small set of rules (`caption_qa_rules.py`)
+over hand-written lexicons (colours, numbers, people, animals, objects, places, activity verbs:
+`caption_qa_lexicon.py`):
 
     "A brown dog is running on the grass ."  ->  What colour is the dog?     brown     (colour)
                                                  What is the dog doing?      running   (doing)
@@ -11,305 +12,294 @@ lexicons (colours, numbers, people, animals, objects, places, activity verbs), a
     "A man is riding a bike ."               ->  Who is riding a bike?       man       (who)
                                                  What is the man riding?     bike      (what)
 
+(the canonical texts: each question is then worded in one of its type's paraphrases, "Wordings" below).
 An answer must agree across the image's captions (colour and how many: every caption that asks the
 same question gives the same answer; the others: the most frequent one, ties dropped). The 3 wrong
 choices are answers of the same type from elsewhere in the set (frequency-weighted, so an answer
 is about as often wrong as right), first of the same question form ("What is the man riding?"
 gets other things ridden), and a choice is rejected when it could also be right for this image:
-it, or a word of its group (tan ~ brown, field ~ grass, child ~ boy), appears in any of its captions."""
+it, or a word of its group (tan ~ brown, field ~ grass, child ~ boy), appears in any of its captions.
+
+Broader questions (asked after those above, which they leave unchanged; `generate(..., broader=False)`
+writes the COCO-QA-style set alone):
+
+* **how many** people: "How many people are there?" when every caption that gives a number of people
+  agrees on it. A caption gives one when a number word is followed (within 3 words) by a plural person
+  word and names no other person ("two young men" -> two; "two men and a woman" gives no number, and
+  makes the question unsafe: it is dropped). Asked only where the rules above did not ask it already.
+* **what is this** / **what animal**: "What is this?" -> the photo's main subject: each caption's first
+  person or animal word (its subject), named canonically (men -> man, puppy -> dog, kids -> child,
+  people stays people), the most frequent across the captions, ties dropped. "What animal is this?"
+  only when that subject is an animal. Wrong choices as above (a person word compatible with the
+  answer, or with any person the captions name, is never wrong: "person" for "man").
+* **yes/no** (answer type yes/no), always in pairs: for each yes/no type an image gets as many
+  questions answered "no" as "yes" (`yes_no_per_image` pairs; a "yes" without a safe "no" is
+  dropped), so every type is exactly balanced in every split.
+  - **is there**: "Is there a dog?" or "Are there any dogs?" (or another wording, below). *Yes* when more than half of the photo's captions (3 of Flickr8k's 5) name the object
+    (a word of its group in `caption_qa_lexicon.PRESENCE`: dog, dogs, puppy, puppies). *No* with an
+    object of `PRESENCE` that no caption names, and that no caption's word suggests: its hand-written
+    related words (`PRESENCE_RELATED`: soccer -> ball, cyclist -> bike), the evidence words derived from
+    Flickr30k's captions (`caption_qa_words.EVIDENCE`: leash -> dog, saddle -> horse), any word for an
+    animal (animal, pet) for an animal, and for a person any person word it could be (`PERSON_WORDS`:
+    a "child" could be a boy, "someone" anyone, "he" a man or a boy).
+  - **is colour**: "Is the dog brown?" *Yes* from a colour question above (every caption that gives
+    the dog a colour gives this one). *No* about the same noun with a colour that appears in no caption
+    of the photo at all, nor a word of its group (tan ~ brown, grey = gray).
+  - **is action**: "Is the man riding a bike?" *Yes* from a "what" question above whose captions all
+    give the same object. *No* about the same subject and verb with an object that no caption names
+    (nor a word of its group, nor, for an object of `PRESENCE`, a word that suggests it).
+  - **Balance of the wording.** The "yes" is drawn uniformly from the image's candidates. The "no" is
+    drawn from the "yes" answers of the same split and type: any object for "is there", a colour of
+    the same colour question ("Is the dog ...?"), an object of the same "what" question ("Is the man
+    riding ...?"), with weights fitted by iterative proportional fitting (`balancing_weights`) so that
+    each is about as often a "no" as it is a "yes": "Is there a dog?", "Is the dog black?" and "Is the
+    man riding a horse?" are each answered no about as often as yes, so the question alone says little.
+  - The wrong choices are "yes" or "no" (the other one) and two of the set's 20 most frequent answers
+    of the COCO-QA-style types that no caption of the photo uses (VQA's "popular" candidates; number
+    words where too few are left), because the Visual7W telling layout needs exactly 3 wrong choices.
+
+**Wordings** (`caption_qa_wording`): the rules make one canonical text per question; each question is
+then asked in one of several common paraphrases of its type (`WORDINGS`, drawn with weights: "What color
+is the dog?" 3 times in 4, "How many dogs are in the picture?", "Do you see a dog?", "What is shown?", ...),
+its answer and premises unchanged. The draw is the question's own (seed, image, type, canonical text), so
+no other draw moves; a yes/no pair shares one wording, drawn apart from the answers, so that each wording
+is answered yes exactly as often as no. "Where is the dog?" only where every caption puts the dog at a
+place the answer could name (`caption_qa_wording.placed`). `paraphrase=False` keeps the canonical texts.
+
+Every question's record holds its type (`type`) and its VQA answer type (`answer_type`: yes/no,
+number or other). Random draws come from `random.Random` seeded with the seed and the image id (and
+the draw's purpose), and the fitted weights from fixed-order sums: the same seed gives the same file."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from captioning.vocab import tokenize
 
-TYPES = ("what", "who", "where", "colour", "how many", "doing")
+from .caption_qa_broader import (
+    YesOption,
+    balancing_weights,
+    derive_evidence,
+    main_subject,
+    people_count,
+    safe_no,
+    yes_no_text,
+    yes_options,
+)
+from .caption_qa_lexicon import ANIMAL_OBJECTS, NUMBERS
+from .caption_qa_rules import (
+    ALL_TYPES,
+    ANSWER_TYPES,
+    NO,
+    SUBJECT_TYPES,
+    TYPES,
+    YES,
+    YES_NO_TYPES,
+    Question,
+    agreement,
+    caption_questions,
+    could_be_right,
+    image_questions,
+    weighted_sample,
+    wrong_choices,
+)
+from .caption_qa_wording import WORDINGS, choose, placed, reword, template_of
+
+__all__ = ["ALL_TYPES", "ANSWER_TYPES", "SUBJECT_TYPES", "TYPES", "WORDINGS", "YES_NO_TYPES", "Question",
+           "caption_questions", "could_be_right", "counts", "derive_evidence", "generate", "image_questions",
+           "wordings", "wrong_choices", "yes_no_balance"]
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
+# ---- generation --------------------------------------------------------------------------------------
+@dataclass
+class _Image:
+    entry: dict
+    image_id: str
+    captions: list[str]
+    words: set[str]
+    questions: list[Question]
+    pairs: list[dict] = field(default_factory=list)
+    more: list[tuple[Question, list[str]]] = field(default_factory=list)   # broader questions, wrong choices
+    yes: list[YesOption] = field(default_factory=list)
+    no: list[tuple[str, ...]] = field(default_factory=list)
+    asked: set[str] = field(default_factory=set)      # canonical texts of the questions asked
+    texts: set[str] = field(default_factory=set)      # their worded texts
+
+    @property
+    def split(self) -> str:
+        return self.entry["split"]
 
 
-def _plural(words: Iterable[str]) -> dict[str, str]:
-    irregular = {"man": "men", "woman": "women", "child": "children", "person": "people", "sheep": "sheep",
-                 "bus": "buses", "dress": "dresses", "glass": "glasses", "puppy": "puppies", "baby": "babies"}
-    return {w: irregular.get(w, w + "s") for w in words}
+def _record(qa_id: int, image_id: str, q: Question, wrong: list[str]) -> dict:
+    return {"qa_id": qa_id, "image_id": image_id, "question": q.question, "answer": q.answer,
+            "multiple_choices": wrong, "type": q.type, "answer_type": ANSWER_TYPES[q.type]}
 
 
-# ---- lexicons ----------------------------------------------------------------------------------------
-COLOURS = _words("black white brown red blue green yellow orange pink purple gray grey tan")
-COLOUR_ALIASES = {"grey": "gray"}
-COLOUR_GROUPS = [_words("brown tan golden blond blonde"), _words("gray grey silver")]
-
-NUMBERS = _words("two three four five six seven eight nine ten")
-
-PEOPLE = {  # word -> (sex, age); None matches anything
-    "man": ("m", "adult"), "men": ("m", "adult"), "guy": ("m", "adult"), "guys": ("m", "adult"),
-    "woman": ("f", "adult"), "women": ("f", "adult"), "lady": ("f", "adult"), "ladies": ("f", "adult"),
-    "boy": ("m", "child"), "boys": ("m", "child"), "girl": ("f", "child"), "girls": ("f", "child"),
-    "child": (None, "child"), "children": (None, "child"), "kid": (None, "child"), "kids": (None, "child"),
-    "baby": (None, "child"), "toddler": (None, "child"), "toddlers": (None, "child"),
-    "person": (None, None), "people": (None, None), "someone": (None, None), "player": (None, None),
-    "players": (None, None), "biker": (None, None), "bikers": (None, None), "skier": (None, None),
-    "surfer": (None, None), "climber": (None, None), "rider": (None, None), "skateboarder": (None, None),
-    "snowboarder": (None, None), "swimmer": (None, None), "runner": (None, None), "cyclist": (None, None),
-    "teenager": (None, None), "teen": (None, None), "adult": (None, "adult"), "crowd": (None, None),
-}
-WHO_ANSWERS = _words("man woman boy girl child baby")   # who-answers: singular, specific enough to choose
-_SINGULAR_ANIMALS = _words("dog cat horse bird cow sheep puppy goat duck bull camel")
-ANIMALS = _SINGULAR_ANIMALS | frozenset(_plural(_SINGULAR_ANIMALS).values())
-SUBJECTS = frozenset(PEOPLE) | ANIMALS
-PLURALS = frozenset(_plural(_SINGULAR_ANIMALS | _words("man woman child person boy girl kid baby")).values()) | \
-    _words("people guys ladies players bikers toddlers")
-
-_THINGS = _words("""ball frisbee stick bike bicycle skateboard surfboard snowboard kite toy rope horse wave
-    camera guitar drum microphone umbrella bag backpack bottle cup sign flag bucket shovel bat racket net hoop
-    basketball football soccer volleyball tennis baseball hockey golf motorcycle scooter boat kayak canoe
-    raft car truck bus train sled skis swing slide tire leash hat flower flowers book phone newspaper food
-    pizza sandwich ice cream water pole fish toys balls sticks""")
-OBJECTS = _THINGS | ANIMALS
-OBJECT_GROUPS = [_words("bike bicycle motorcycle"), _words("ball balls basketball football soccer volleyball "
-                 "tennis baseball"), _words("stick sticks pole bat"), _words("toy toys ball"),
-                 _words("frisbee disc toy"), _words("boat kayak canoe raft"), _words("dog puppy dogs"),
-                 _words("horse pony"), _words("surfboard board"), _words("skateboard board"),
-                 _words("snowboard board"), _words("car truck vehicle")]
-TRANSITIVE = _words("riding holding carrying throwing catching chasing kicking pulling pushing eating "
-                    "playing fetching hitting drinking climbing")
-COLOUR_NOUNS = ANIMALS | _THINGS | _words("""shirt jacket coat dress hat helmet shorts pants jeans top
-    uniform shoes boots skirt sweater hoodie swimsuit suit cap scarf tent building door wall fence jersey
-    outfit costume vest shirts jackets uniforms hats helmets dresses""")
-
-PLACES = _words("""grass field lawn yard park beach sand shore ocean sea water waves pool lake river stream
-    creek pond snow mountain hill slope street road sidewalk city pavement track trail path dirt mud woods
-    forest stage rocks rock cliff floor bed couch bench playground fountain desert""")
-PLACE_GROUPS = [_words("grass field lawn yard park meadow backyard playground"),
-                _words("beach sand shore ocean sea water waves surf"),
-                _words("water pool lake river stream creek pond ocean sea fountain waves"),
-                _words("snow mountain hill slope snowy"), _words("street road sidewalk city pavement crosswalk"),
-                _words("dirt trail path track mud woods forest"), _words("rocks rock cliff mountain hill"),
-                _words("floor bed couch bench"), _words("sand desert dirt")]
-PLACE_PREPS = _words("in on at through across along near into down by under over around")
-
-VERBS = _words("""running jumping swimming riding climbing walking sitting standing playing skiing surfing
-    skateboarding snowboarding biking dancing singing eating drinking reading fishing hiking throwing
-    catching kicking chasing carrying holding laying lying sleeping digging splashing wading pulling pushing
-    fetching smiling laughing hugging resting racing crawling rolling skating performing posing""")
-VERB_GROUPS = [_words("running racing jogging chasing sprinting"), _words("jumping leaping bouncing"),
-               _words("swimming wading splashing"), _words("walking hiking strolling"),
-               _words("sitting resting laying lying sleeping"), _words("riding biking cycling"),
-               _words("playing chasing fetching running jumping catching throwing kicking"),
-               _words("smiling laughing posing"), _words("standing posing waiting")]
-NOT_DOING = _words("holding carrying pulling pushing throwing catching kicking chasing hitting fetching")  # need objects
-DETERMINERS = _words("a an the his her their its some one")
-STOPS = _words("and while as with which who that")
+def _worded(image: _Image, q: Question, seed: int, paraphrase: bool) -> Question:
+    """`q` in a wording drawn for it alone (its seed, image, type and canonical text: no other draw moves);
+    the canonical text where the wording is already asked about the image ("Where is the dog?" twice)."""
+    rng = random.Random(f"caption-qa-wording-{seed}-{image.image_id}-{q.type}-{q.question}")
+    at_place = paraphrase and q.type == "where" and placed(image.captions, q.question, q.answer)
+    text = reword(q.type, q.question, rng, placed=at_place, paraphrase=paraphrase)
+    text = q.question if text in image.texts else text
+    image.asked.add(q.question)
+    image.texts.add(text)
+    return dataclasses.replace(q, question=text)
 
 
-# ---- parsing ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Question:
-    type: str
-    question: str
-    answer: str
-    form: str          # the question form the wrong choices are drawn from first
-
-
-def _det_noun(tokens: Sequence[str], start: int, nouns: frozenset[str], span: int = 3) -> int | None:
-    """Index of the noun of a noun phrase beginning at `start` (a determiner, up to 2 modifiers)."""
-    if start >= len(tokens) or tokens[start] not in DETERMINERS:
-        return None
-    for k in range(start + 1, min(start + span + 1, len(tokens))):
-        if tokens[k] in nouns:
-            return k
-        if tokens[k] in STOPS or tokens[k] in PLACE_PREPS:
-            return None
-    return None
-
-
-def _verb_after(tokens: Sequence[str], i: int) -> int | None:
-    """The activity verb of the subject at `i`: "dog is running", "dog running", "man in a hat rides"."""
-    for j in range(i + 1, min(i + 7, len(tokens))):
-        word = tokens[j]
-        if word in VERBS:
-            between = tokens[i + 1:j]
-            direct = not between or between in (["is"], ["are"])
-            modifier = bool(between) and between[0] in ("in", "with", "wearing", "of") and \
-                not any(w in SUBJECTS or w in VERBS for w in between)
-            return j if direct or modifier else None
-        if word in STOPS or word in SUBJECTS and j > i + 1:
-            return None
-    return None
-
-
-def caption_questions(caption: str) -> list[Question]:
-    """Every question one caption yields (possibly none)."""
-    tokens = tokenize(caption)
-    out: list[Question] = []
-    for i, word in enumerate(tokens):
-        # colour: "a brown dog", not "a black and white dog"
-        if word in COLOURS and i + 1 < len(tokens) and tokens[i + 1] in COLOUR_NOUNS and \
-                (i == 0 or tokens[i - 1] not in COLOURS and tokens[i - 1] != "and"):
-            noun = tokens[i + 1]
-            verb = "are" if noun in PLURALS or noun in ("shorts", "pants", "jeans", "shoes", "boots") else "is"
-            out.append(Question("colour", f"What colour {verb} the {noun}?", COLOUR_ALIASES.get(word, word), "colour"))
-        # how many: "two dogs"
-        if word in NUMBERS and i + 1 < len(tokens) and tokens[i + 1] in PLURALS:
-            noun = tokens[i + 1]
-            out.append(Question("how many", f"How many {noun} are there?", word, "how many"))
-    subject = next((i for i, w in enumerate(tokens) if w in SUBJECTS), None)
-    if subject is None:
-        return out
-    noun = tokens[subject]
-    j = _verb_after(tokens, subject)
-    if j is None:
-        return out
-    verb, plural = tokens[j], noun in PLURALS
-    be = "are" if plural else "is"
-    if noun not in ("someone", "crowd") and verb not in NOT_DOING:
-        out.append(Question("doing", f"What {be} the {noun} doing?", verb, f"doing {noun}"))
-    k = j + 1
-    with_ = k < len(tokens) and tokens[k] == "with" and verb == "playing"
-    obj = _det_noun(tokens, k + int(with_), OBJECTS) if verb in TRANSITIVE else None
-    phrase = ""
-    if obj is not None and tokens[obj] != noun:
-        det = "a" if tokens[k + int(with_)] in ("a", "an", "one", "his", "her", "their", "its") else \
-            tokens[k + int(with_)]
-        det = "an" if det == "a" and tokens[obj][0] in "aeiou" else det
-        phrase = f"{verb} {'with ' if with_ else ''}{det} {tokens[obj]}"
-        if noun not in ("someone", "crowd"):
-            out.append(Question("what", f"What {be} the {noun} {verb}{' with' if with_ else ''}?", tokens[obj],
-                                f"what {verb}"))
-        k = obj + 1
-    unknown_object = verb in TRANSITIVE and obj is None and k < len(tokens) and tokens[k] in DETERMINERS
-    places = range(k, min(k + 3, len(tokens))) if verb not in NOT_DOING and not unknown_object else range(0)
-    for p in places:
-        if tokens[p] in PLACE_PREPS:
-            place = _det_noun(tokens, p + 1, PLACES)
-            if place is None and p + 1 < len(tokens) and tokens[p + 1] in PLACES:
-                place = p + 1
-            if place is not None and noun not in ("someone", "crowd"):
-                out.append(Question("where", f"Where {be} the {noun} {verb}?", tokens[place], f"where {verb}"))
-            break
-        if tokens[p] in STOPS:
-            break
-    if noun in WHO_ANSWERS:
-        out.append(Question("who", f"Who is {phrase or verb}?", noun, "who"))
-    return out
-
-
-# ---- what could also be right -------------------------------------------------------------------
-def _person_compatible(a: str, b: str) -> bool:
-    return all(x is None or y is None or x == y for x, y in zip(PEOPLE[a], PEOPLE[b], strict=True))
-
-
-GROUPS = {"colour": COLOUR_GROUPS, "where": PLACE_GROUPS, "what": OBJECT_GROUPS, "doing": VERB_GROUPS}
-
-
-def could_be_right(kind: str, choice: str, caption_words: set[str]) -> bool:
-    """Whether `choice` might also answer a `kind` question about an image whose captions hold these words."""
-    if choice in caption_words or COLOUR_ALIASES.get(choice, choice) in caption_words:
-        return True
-    if kind == "colour" and choice == "gray" and "grey" in caption_words:
-        return True
-    if kind == "who":
-        return any(w in PEOPLE and _person_compatible(choice, w) for w in caption_words)
-    return any(choice in group and caption_words & group for group in GROUPS.get(kind, ()))
-
-
-# ---- a data set ------------------------------------------------------------------------------------
-def image_questions(captions: Sequence[str]) -> list[Question]:
-    """The questions an image's captions agree on: one answer each (see the module notes)."""
-    answers: dict[tuple[str, str], Counter] = {}
-    first: dict[tuple[str, str], Question] = {}
-    for caption in captions:
-        for q in caption_questions(caption):
-            key = (q.type, q.question)
-            answers.setdefault(key, Counter())[q.answer] += 1
-            first.setdefault(key, q)
-    out = []
-    for key, counts in answers.items():
-        ranked = counts.most_common()
-        if key[0] in ("colour", "how many") and len(ranked) > 1:
-            continue   # two colours or counts for one noun: two different things
-        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-            continue
-        q = first[key]
-        out.append(Question(q.type, q.question, ranked[0][0], q.form))
-    return out
-
-
-def _weighted_sample(pool: Counter, k: int, rng: random.Random, exclude) -> list[str]:
-    """Up to `k` distinct entries of `pool`, drawn with probability proportional to their counts;
-    `exclude(answer, picked so far)` rules an entry out."""
-    items = sorted((a, n) for a, n in pool.items() if not exclude(a, []))
-    picked: list[str] = []
-    while items and len(picked) < k:
-        r = rng.random() * sum(n for _, n in items)
-        for idx, (a, n) in enumerate(items):
-            r -= n
-            if r < 0 or idx == len(items) - 1:
-                picked.append(a)
-                break
-        items = [(a, n) for a, n in items if a not in picked and not exclude(a, picked)]
-    return picked
-
-
-def wrong_choices(q: Question, caption_words: set[str], form_pool: Counter, type_pool: Counter,
-                  rng: random.Random, k: int = 3) -> list[str]:
-    """Up to `k` wrong answers for `q`: from its question form's answers first, then its type's; never one
-    that could also be right for the image (`could_be_right` on all its captions' words), nor two of one
-    group (bike and bicycle both wrong would give the answer away by elimination)."""
-    def bad(a: str, picked: list[str]) -> bool:
-        return a == q.answer or a in picked or could_be_right(q.type, a, caption_words | set(picked)) or \
-            q.type == "who" and _person_compatible(a, q.answer)
-    wrong = _weighted_sample(form_pool, k, rng, bad)
-    return wrong + _weighted_sample(type_pool, k - len(wrong), rng, lambda a, picked: bad(a, wrong + picked))
-
-
-def generate(images: Sequence[dict], *, seed: int = 0, per_type: int = 2, choices: int = 3) -> dict:
+def generate(images: Sequence[dict], *, seed: int = 0, per_type: int = 2, choices: int = 3, broader: bool = True,
+             yes_no_per_image: int = 1, paraphrase: bool = True) -> dict:
     """Visual7W telling JSON from Karpathy-layout image entries (`filename`, `split`, `sentences[].raw`).
 
-    At most `per_type` questions of each type per image (chosen with `seed`); questions for which
-    fewer than `choices` wrong answers can be found are dropped."""
-    asked: list[tuple[dict, list[Question], set[str]]] = []
+    At most `per_type` questions of each COCO-QA-style type per image (chosen with `seed`); questions for
+    which fewer than `choices` wrong answers can be found are dropped. With `broader`, then the broader
+    questions (module notes): one people count, "what is this" and "what animal" each at most, and
+    `yes_no_per_image` yes/no pairs of each yes/no type; their ids follow every COCO-QA-style question's,
+    so that set is the same with or without them. Each question is worded in one of its type's `WORDINGS`
+    (`caption_qa_wording`), or, without `paraphrase`, in its canonical wording alone."""
+    asked: list[_Image] = []
     by_form: dict[str, Counter] = {}
     by_type: dict[str, Counter] = {}
     for entry in images:
         captions = [s["raw"] if isinstance(s, dict) else str(s) for s in entry.get("sentences", [])]
         words = {w for c in captions for w in tokenize(c)}
-        qs = image_questions(captions)
-        asked.append((entry, qs, words))
-        for q in qs:
+        image_id = entry.get("image_id") or entry["filename"].rsplit(".", 1)[0]
+        image = _Image(entry, image_id, captions, words, image_questions(captions))
+        asked.append(image)
+        for q in image.questions:
             by_form.setdefault(q.form, Counter())[q.answer] += 1
             by_type.setdefault(q.type, Counter())[q.answer] += 1
-    out_images, qa_id = [], 0
-    for entry, qs, words in asked:
-        image_id = entry.get("image_id") or entry["filename"].rsplit(".", 1)[0]
-        rng = random.Random(f"caption-qa-{seed}-{image_id}")
-        pairs = []
+    qa_id = 0
+    for image in asked:
+        rng = random.Random(f"caption-qa-{seed}-{image.image_id}")
         for kind in TYPES:
-            of_kind = [q for q in qs if q.type == kind]
+            of_kind = [q for q in image.questions if q.type == kind]
             for q in rng.sample(of_kind, min(per_type, len(of_kind))):
-                wrong = wrong_choices(q, words, by_form[q.form], by_type[q.type], rng, choices)
+                wrong = wrong_choices(q, image.words, by_form[q.form], by_type[q.type], rng, choices)
                 if len(wrong) < choices:
                     continue
                 qa_id += 1
-                pairs.append({"qa_id": qa_id, "image_id": image_id, "question": q.question, "answer": q.answer,
-                              "multiple_choices": wrong, "type": q.type})
-        if pairs:
-            out_images.append({"image_id": image_id, "filename": entry["filename"], "split": entry["split"],
-                               "qa_pairs": pairs})
-    return {"images": out_images, "source": "captions (COCO-QA-style rules, showtell vqa.caption_qa)",
+                image.pairs.append(_record(qa_id, image.image_id, _worded(image, q, seed, paraphrase), wrong))
+    if broader:
+        _broader_questions(asked, seed, choices, yes_no_per_image, by_form, by_type, paraphrase)
+        for image in asked:
+            for q, wrong in image.more:
+                qa_id += 1
+                image.pairs.append(_record(qa_id, image.image_id, q, wrong))
+    out_images = [{"image_id": image.image_id, "filename": image.entry["filename"], "split": image.split,
+                   "qa_pairs": image.pairs} for image in asked if image.pairs]
+    return {"images": out_images, "source": "captions (COCO-QA-style rules and broader questions, "
+            "showtell vqa.caption_qa)" if broader else "captions (COCO-QA-style rules, showtell vqa.caption_qa)",
             "seed": seed}
 
 
+def _broader_questions(asked: list[_Image], seed: int, choices: int, pairs: int, by_form: dict[str, Counter],
+                       by_type: dict[str, Counter], paraphrase: bool = True) -> None:
+    """Fill each image's `more` with its broader questions and their wrong choices (module notes)."""
+    subjects = [main_subject(image.captions) for image in asked]
+    pools = {"what is this": Counter(s for s in subjects if s),
+             "what animal": Counter(s for s in subjects if s in ANIMAL_OBJECTS)}
+    popular = Counter(dict(sum(by_type.values(), Counter()).most_common(20)))   # pads of yes/no questions
+    popular.update({n: 1e-6 for n in sorted(NUMBERS) if n not in popular})      # where too few are left
+    # "yes" questions first (each image on its own), then the "no" keys, balanced per split and type
+    slots: dict[tuple[str, str], list[list[tuple[str, ...]]]] = {}
+    targets: dict[tuple[str, str], Counter] = {}
+    for image in asked:
+        options = yes_options(image.captions, agreement(image.captions))
+        rng = random.Random(f"caption-qa-{seed}-{image.image_id}-yes")
+        for kind in YES_NO_TYPES:
+            of_kind = sorted((o for o in options if o.kind == kind), key=lambda o: o.key)
+            image.yes += rng.sample(of_kind, min(pairs, len(of_kind)))
+        for option in image.yes:
+            targets.setdefault((image.split, option.kind), Counter())[option.key] += 1
+    candidates = {where: sorted(keys) for where, keys in targets.items()}
+    allowed: list[list[list[tuple[str, ...]]]] = []
+    for image in asked:
+        allowed.append([[k for k in candidates[image.split, o.kind] if (o.kind == "is there" or k[0] == o.group)
+                         and safe_no(o.kind, k, image.words)] for o in image.yes])
+        for option, keys in zip(image.yes, allowed[-1], strict=True):
+            if keys:
+                slots.setdefault((image.split, option.kind), []).append(keys)
+    weights = {where: balancing_weights(targets[where], slots.get(where, [])) for where in targets}
+    for image, subject, image_allowed in zip(asked, subjects, allowed, strict=True):
+        rng = random.Random(f"caption-qa-{seed}-{image.image_id}-no")
+        kept = []
+        for option, keys in zip(image.yes, image_allowed, strict=True):
+            w = weights[image.split, option.kind]
+            pool = Counter({k: w[k] for k in keys if k in w and k not in image.no})
+            no = weighted_sample(pool, 1, rng, lambda a, picked: False)
+            if no:
+                kept.append(option)
+                image.no.append(no[0])
+        image.yes = kept
+        _image_broader(image, subject, random.Random(f"caption-qa-{seed}-{image.image_id}-more"), choices, pools,
+                       by_form, by_type, popular, seed, paraphrase)
+
+
+def _image_broader(image: _Image, subject: str | None, rng: random.Random, choices: int, pools: dict[str, Counter],
+                   by_form: dict[str, Counter], by_type: dict[str, Counter], popular: Counter, seed: int,
+                   paraphrase: bool) -> None:
+    more: list[Question] = []
+    count = people_count(image.captions)
+    if count and "How many people are there?" not in image.asked:
+        more.append(Question("how many", "How many people are there?", count, "how many"))
+    if subject:
+        more.append(Question("what is this", "What is this?", subject, "what is this"))
+        if subject in ANIMAL_OBJECTS:
+            more.append(Question("what animal", "What animal is this?", subject, "what animal"))
+    for q in more:
+        if q.type == "how many":
+            form_pool, type_pool = by_form.get(q.form, Counter()), by_type.get(q.type, Counter())
+        else:
+            form_pool = type_pool = pools[q.type]
+        wrong = wrong_choices(q, image.words, form_pool, type_pool, rng, choices)
+        if len(wrong) == choices:
+            image.more.append((_worded(image, q, seed, paraphrase), wrong))
+    yes_no = []
+    for i, (option, no) in enumerate(zip(image.yes, image.no, strict=True)):
+        # one wording for the pair, drawn apart from the answer: each wording is answered yes as often as no
+        wording = random.Random(f"caption-qa-wording-{seed}-{image.image_id}-{option.kind}-{i}")
+        template = choose(option.kind, wording, paraphrase=paraphrase)
+        pair = []
+        for key, answer in ((option.key, YES), (no, NO)):
+            q = Question(option.kind, yes_no_text(option, key, template), answer, option.kind)
+            used = image.words | set(tokenize(q.question)) | {YES, NO}   # pads no caption (nor the question) uses
+            pads = weighted_sample(popular, choices - 1, rng, lambda a, picked, used=used: a in used or a in picked)
+            pair.append((q, [NO if answer == YES else YES, *pads]))
+        if all(len(wrong) == choices for _, wrong in pair):
+            yes_no += pair      # both or neither: the balance stays exact
+    rng.shuffle(yes_no)
+    image.more += yes_no
+
+
+# ---- tables -----------------------------------------------------------------------------------------
 def counts(data: dict) -> dict[str, Counter]:
     """Questions per type in each split."""
     out: dict[str, Counter] = {}
     for image in data["images"]:
         for qa in image["qa_pairs"]:
             out.setdefault(image["split"], Counter())[qa["type"]] += 1
+    return out
+
+
+def wordings(data: dict) -> dict[str, Counter]:
+    """type -> how many questions are asked in each of its `WORDINGS` (None: in none of them)."""
+    out: dict[str, Counter] = {}
+    for image in data["images"]:
+        for qa in image["qa_pairs"]:
+            out.setdefault(qa["type"], Counter())[template_of(qa["type"], qa["question"])] += 1
+    return out
+
+
+def yes_no_balance(data: dict) -> dict[str, dict[str, Counter]]:
+    """split -> yes/no type -> how many questions are answered yes and no."""
+    out: dict[str, dict[str, Counter]] = {}
+    for image in data["images"]:
+        for qa in image["qa_pairs"]:
+            if qa.get("answer_type") == "yes/no":
+                out.setdefault(image["split"], {}).setdefault(qa["type"], Counter())[qa["answer"]] += 1
     return out

@@ -15,8 +15,9 @@ from captioning.cli_base import OneLineErrorParser, run_command  # noqa: E402
 from . import answer, baseline, evaluate, prepare, train  # noqa: E402
 
 COMMANDS = {
-    "train": (train, "train a question answerer (Visual7W, easy-VQA, shapes)"),
-    "evaluate": (evaluate, "multiple-choice and open-ended accuracy, per question type"),
+    "train": (train, "train a question answerer (Visual7W, easy-VQA, shapes, VQA v2)"),
+    "evaluate": (evaluate, "multiple-choice and open-ended accuracy per question type (VQA v2: the official "
+                 "VQA accuracy)"),
     "answer": (answer, "answer one question about one image"),
     "baseline": (baseline, "question-only baseline: answer priors per question, no image"),
     "prepare": (prepare, "write a question set (caption-qa: questions generated from captions)"),

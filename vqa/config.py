@@ -30,7 +30,8 @@ class QATask(Choice):
     POINTING = "pointing"
 
 
-FORMATS = ("visual7w", "easy-vqa", "shapes")
+FORMATS = ("visual7w", "easy-vqa", "shapes", "vqa")
+SPLITS = ("train", "val", "test")
 SELECT_METRICS = ("mc", "open")
 
 
@@ -56,9 +57,12 @@ class AnswererConfig(ModelConfig):
 
 @dataclass
 class TrainConfig:
-    format: str = "visual7w"            # visual7w | easy-vqa | shapes, or several joined by "+"
-    annotations: str | None = None      # annotation JSON (visual7w, shapes)
-    images: str | None = None           # images folder (visual7w, shapes)
+    format: str = "visual7w"            # visual7w | easy-vqa | shapes | vqa, or several joined by "+"
+    annotations: str | None = None      # annotation JSON (visual7w, shapes; vqa: the answers)
+    images: str | None = None           # images folder (visual7w, shapes, vqa)
+    questions: str | None = None        # VQA v2 questions JSON (vqa)
+    image_pattern: str | None = None    # VQA v2 image file names (default COCO_{data_subtype}_{image_id:012d}.jpg)
+    questions_split: str | None = None  # split of every VQA v2 question (default: the file's data_subtype)
     skip_invalid: bool = False          # skip (and count) malformed entries, duplicate ids, missing images
     epochs: int = 20
     batch_size: int = 128
@@ -90,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.beam_size < 1:
             raise ValueError("epochs must be >= 0, batch_size and beam_size >= 1, lr > 0")
+        if self.questions_split is not None and self.questions_split not in SPLITS:
+            raise ValueError(f"questions_split must be one of {', '.join(SPLITS)}, got {self.questions_split!r}")
         if not 0 <= self.val_holdout < 1:
             raise ValueError(f"val_holdout must be in [0, 1), got {self.val_holdout}")
 
@@ -99,20 +105,27 @@ class TrainConfig:
 
 
 # Keys a resumed run may change; any other must match the run folder's saved config.
-RESUMABLE = {"annotations", "images", "skip_invalid", "epochs", "patience", "device", "cache_dir", "num_workers",
-             "beam_size"}
+RESUMABLE = {"annotations", "images", "questions", "image_pattern", "skip_invalid", "epochs", "patience", "device",
+             "cache_dir", "num_workers", "beam_size"}
 
 SCHEMA: ConfigSchema[TrainConfig] = ConfigSchema(
-    TrainConfig, resumable=RESUMABLE, path_keys=("annotations", "images", "cache_dir"), command="vqa train",
-    choices={"select_metric": SELECT_METRICS, "attention": ATTENTION_KINDS, "hard_inference": HARD_INFERENCE,
-             "cell": tuple(GATES), "task": TASKS, "encoder": list_encoders})
+    TrainConfig, resumable=RESUMABLE, path_keys=("annotations", "images", "questions", "cache_dir"),
+    command="vqa train",
+    choices={"select_metric": SELECT_METRICS, "questions_split": SPLITS, "attention": ATTENTION_KINDS,
+             "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "task": TASKS, "encoder": list_encoders})
 KEYS = SCHEMA.keys
 
 HELP = {
     **MODEL_HELP,
-    "format": "data: visual7w | easy-vqa | shapes, or several joined by '+' (easy-vqa+shapes)",
-    "annotations": "Visual7W dataset_v7w_<task>.json, or a shapes dataset_shapes.json",
-    "images": "images folder (Visual7W: the folder of v7w_*.jpg; shapes: the dataset root)",
+    "format": "data: visual7w | easy-vqa | shapes | vqa (VQA v2), or several joined by '+' (easy-vqa+shapes)",
+    "annotations": "Visual7W dataset_v7w_<task>.json, a shapes dataset_shapes.json, or VQA v2 "
+                   "v2_mscoco_<subtype>_annotations.json",
+    "images": "images folder (Visual7W: the folder of v7w_*.jpg; shapes: the dataset root; VQA v2: e.g. train2014/)",
+    "questions": "VQA v2 questions file (v2_OpenEnded_mscoco_<subtype>_questions.json), with --format vqa",
+    "image_pattern": "VQA v2 image file name from {image_id} and {data_subtype} "
+                     "(default COCO_{data_subtype}_{image_id:012d}.jpg; e.g. '{image_id}.jpg')",
+    "questions_split": "split of every VQA v2 question (default: the file's data_subtype: train2014 -> train, "
+                       "with a val_holdout share of its images as val; val2014 -> val; test2015 -> test)",
     "skip_invalid": "skip malformed entries, duplicate ids and missing images (counted) instead of stopping",
     "select_metric": "validation accuracy that picks RUN/best: mc (multiple choice) or open (generated answer)",
     "limit": "train on at most this many questions (quick runs)",

@@ -29,9 +29,8 @@ from captioning.data.records import load_karpathy
 from captioning.data.shapes import shapes_questions
 from captioning.vocab import tokenize
 
-from .config import QATask, TrainConfig
+from .config import SPLITS, QATask
 
-SPLITS = ("train", "val", "test")
 VISUAL7W_TYPES = ("what", "where", "when", "who", "why", "how")
 POINTING_TYPES = ("which",)
 EASY_VQA_GROUPS = {"yes/no": ("yes", "no"), "shape": ("circle", "rectangle", "triangle"),
@@ -61,10 +60,15 @@ class QA:
     qa_id: int | str
     image: str                  # key of `QADataset.images`
     split: str
-    type: str                   # what | where | ... | which (Visual7W); color | shape | yes/no (easy-VQA) ...
+    type: str                   # what | where | ... | which (Visual7W); color | shape | yes/no (easy-VQA) ...;
+                                # VQA v2: its answer_type (yes/no | number | other)
     question: str
-    answer: str | int           # text (telling) or box id (pointing)
-    candidates: list            # the answer and the wrong choices in a fixed shuffled order
+    answer: str | int | None    # text (telling) or box id (pointing); None: unknown (a VQA v2 test question)
+    candidates: list            # the answer and the wrong choices in a fixed shuffled order (VQA v2: [answer])
+    answers: tuple[str, ...] = ()  # every human answer where the data hold several (VQA v2: 10), scored with
+                                   # the official VQA accuracy; () where one answer is right (exact match)
+    question_type: str = ""     # VQA v2's question_type ("what color is the", "how many"); "" elsewhere
+    answer_type: str = ""       # VQA's answer type (yes/no | number | other) where the data give it
 
     @property
     def answer_index(self) -> int:
@@ -161,7 +165,8 @@ def load_visual7w(annotations: str | Path, images: str | Path, task: QATask | st
                 skips(error)
                 continue
             seen_questions[item.qa_id] = at
-            questions.append(QA(item.qa_id, key, split, item.type, item.question, item.answer, item.candidates))
+            questions.append(QA(item.qa_id, key, split, item.type, item.question, item.answer, item.candidates,
+                                answer_type=item.answer_type))
     if missing:
         where, file = missing[0]
         raise DatasetError(f"{path}: {where}: image file not found: {file} ({len(missing)} of {len(entries)} "
@@ -212,7 +217,9 @@ def _qa(qa: Any, at: str, task: QATask, boxes: dict[int, Box], seen: dict[int | 
     unknown = [b for b in [answer, *wrong] if task == QATask.POINTING and b not in boxes]
     if unknown:
         raise EntryError(at, f"box id {unknown[0]} is not in the boxes list", "malformed entries")
-    return QA(qa_id, "", "", qtype, question, answer, shuffled([answer, *wrong], f"v7w-{qa_id}"))
+    answer_type = qa.get("answer_type") if isinstance(qa.get("answer_type"), str) else ""  # generated sets give it
+    return QA(qa_id, "", "", qtype, question, answer, shuffled([answer, *wrong], f"v7w-{qa_id}"),
+              answer_type=answer_type)
 
 
 
@@ -290,36 +297,6 @@ def load_shapes(annotations: str | Path, images: str | Path, *, skip_invalid: bo
                                 choices))
     types = list(dict.fromkeys(q.type for q in questions))
     return QADataset(QATask.TELLING, questions, files, {}, types)
-
-
-# ---- all sources of a run ----------------------------------------------------------------------------
-def load_sources(config: TrainConfig) -> QADataset:
-    """The run's questions: every format of `config.format` ("easy-vqa+shapes" mixes two)."""
-    task = config.model.task
-    needs_files = [f for f in config.formats if f in ("visual7w", "shapes")]
-    if len(needs_files) > 1:
-        raise DatasetError(f"--annotations can feed only one of {', '.join(needs_files)}")
-    if needs_files and (config.annotations is None or config.images is None):
-        raise DatasetError(f"--format {needs_files[0]} needs --annotations FILE and --images DIR")
-    if task == QATask.POINTING and config.formats != ["visual7w"]:
-        raise DatasetError("pointing questions come from Visual7W only (--format visual7w --task pointing)")
-    dataset: QADataset | None = None
-    for name in config.formats:
-        if name == "visual7w":
-            part = load_visual7w(config.annotations, config.images, task, skip_invalid=config.skip_invalid)
-        elif name == "easy-vqa":
-            part = load_easy_vqa(config.val_holdout, config.seed, config.choices_seed)
-        else:
-            part = load_shapes(config.annotations, config.images, skip_invalid=config.skip_invalid)
-        dataset = part if dataset is None else dataset.merge(part)
-    assert dataset is not None
-    if not dataset.split("train"):
-        raise DatasetError("no training questions (split 'train') in the data")
-    if config.limit is not None:
-        train = dataset.split("train")[:config.limit]
-        keep = {id(q) for q in train}
-        dataset.questions = [q for q in dataset.questions if q.split != "train" or id(q) in keep]
-    return dataset
 
 
 def vocabulary_texts(questions: Iterable[QA], task: QATask | str) -> Iterable[str]:

@@ -22,8 +22,11 @@ from .config import AnswererConfig, QATask
 from .data import Box
 from .decoder import QuestionAnsweringDecoder, pack
 from .features import pooled_crops
+from .question_kinds import question_kind
+from .tag_answers import TagAnswerSettings, tag_answer
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
+DEFAULT_ANSWERER = "flickr8k-qa"  # what `load_answerer()` and the app load when given no name
 FORMAT = "showtell-answerer/1"
 
 
@@ -42,6 +45,7 @@ class AnswerResult:
     answer_attention: torch.Tensor | None = None  # (answer words, H, W) when the answer was generated
     notices: list[str] = field(default_factory=list)
     unknown_words: list[str] = field(default_factory=list)  # question words not in the model's vocabulary
+    source: str = "model"             # "tags": answered by the encoder's classifier (`vqa.tag_answers`)
 
 
 def unknown_words(question: str, read: list[str]) -> list[str]:
@@ -99,6 +103,22 @@ class Answerer(EncoderDecoder):
     config_type, decoder_type, bundled_dir = AnswererConfig, QuestionAnsweringDecoder, BUNDLED_DIR
     config: AnswererConfig
     decoder: QuestionAnsweringDecoder
+    tag_settings = TagAnswerSettings()
+    trained_kinds: tuple[str, ...] | None = None  # question kinds seen in training (`vqa.question_kinds`)
+
+    def configure(self, meta: dict) -> None:
+        """The question kinds a checkpoint was trained on and how its tags answer, when config.json records them."""
+        if "tags" in meta:
+            self.tag_settings = TagAnswerSettings.from_dict(meta["tags"])
+        kinds = meta.get("question_kinds")
+        if kinds is not None:
+            if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+                raise ValueError(f"question_kinds must be a list of kinds, got {shown(kinds)}")
+            self.trained_kinds = tuple(kinds)
+
+    def save(self, folder, extra: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
+        kinds = {"question_kinds": list(self.trained_kinds)} if self.trained_kinds is not None else {}
+        return super().save(folder, {"tags": self.tag_settings.to_dict(), **kinds, **(extra or {})}, extra_files)
 
     # ---- batched building blocks (evaluation, training validation) ---------------------------
     def answer_ids(self, text: str) -> list[int]:
@@ -133,6 +153,25 @@ class Answerer(EncoderDecoder):
         return self.decode(state, memory, beam_size=beam_size, max_len=max_len or self.config.max_len,
                            num_results=num_results)
 
+    def yes_no(self, features: torch.Tensor, questions: list[list[int]]) -> list[str] | None:
+        """"yes" or "no", whichever the decoder scores higher, per question (None: the vocabulary lacks them)."""
+        if not {"yes", "no"} <= set(self.vocab.index):
+            return None
+        choices = [self.answer_ids("yes"), self.answer_ids("no")]
+        scores = self.score_candidates(features, questions, [choices] * len(questions))
+        return ["yes" if pick == 0 else "no" for pick in scores.argmax(dim=1).tolist()]
+
+    def tag_answers(self, features: torch.Tensor, questions: Sequence[str],
+                    learned: Sequence[str | None] | None = None) -> list[tuple[str, str] | None]:
+        """The tags' answer (`vqa.tag_answers`) to each question about each grid, or None where they give none;
+        `learned`: the model's own answers (a "what is this" answered with a person stays so)."""
+        s = self.tag_settings
+        probs = self.tag_probabilities(features, s.temperature, s.count_power)
+        if probs is None:
+            return [None] * len(questions)
+        learned = list(learned) if learned is not None else [None] * len(questions)
+        return [tag_answer(q, p, self.tag_table, s, a) for q, p, a in zip(questions, probs.cpu(), learned, strict=True)]
+
     def question_attention(self, features: torch.Tensor, question: list[int]) -> torch.Tensor:
         """(words, H, W): the attention of the step that read each question word."""
         v = self.vocab
@@ -156,6 +195,9 @@ class Answerer(EncoderDecoder):
             notices.append(f"{listed} {'is' if one else 'are'} not in this model's vocabulary: it reads "
                            f"{'it as an unknown word' if one else 'them as unknown words'}")
         pointing = self.config.task == QATask.POINTING
+        kind = question_kind(question)
+        if self.trained_kinds is not None and kind not in self.trained_kinds and not pointing:
+            notices.append(f"this model was not trained on {kind!r} questions: its answer is a guess")
         if choices is not None and len(choices) == 0:
             raise QuestionError("choices is empty: give at least one candidate, or None for an open-ended answer")
         if pointing and not choices:
@@ -166,6 +208,15 @@ class Answerer(EncoderDecoder):
             features = self.encoder.encode_pil([image]).to(next(self.decoder.parameters()).dtype)
             attention = self.question_attention(features, ids)
             answer_attention = None
+            from_tags = None if pointing else self._tag_answer(features, ids, question, choices)
+            if not pointing and not choices and kind == "yes/no" and {"yes", "no"} <= set(self.vocab.index):
+                choices = ["yes", "no"]  # a yes/no question gets yes or no, whatever else the decoder would say
+            if from_tags is not None:
+                text, why = from_tags
+                labels = [str(c) for c in choices] if choices else [text]
+                scores = [0.0 if label == text else float("-inf") for label in labels]
+                notices.append(f"answered from what the encoder's classifier sees ({why})")
+                return AnswerResult(text, scores, labels, attention, words, truncated, None, notices, unknown, "tags")
             if pointing:
                 boxes = [parse_box(c) for c in choices]
                 rgb = image.convert("RGB")
@@ -191,7 +242,20 @@ class Answerer(EncoderDecoder):
             self.train(was_training)
 
 
-def load_answerer(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+    def _tag_answer(self, features: torch.Tensor, ids: list[int], question: str,
+                    choices: Sequence | None) -> tuple[str, str] | None:
+        """The tags' answer when they give one that is among the choices (if any)."""
+        learned = None
+        if question_kind(question) == "what is this" and not choices:
+            learned = " ".join(self.vocab.words[i] for i in self.generate(features, [ids], beam_size=1)[0][0].token_ids)
+        found = self.tag_answers(features, [question], [learned])[0]
+        if found is None or (choices and found[0] not in [str(c).strip().lower() for c in choices]):
+            return None
+        return found
+
+
+def load_answerer(path: str | os.PathLike = DEFAULT_ANSWERER, device: str | torch.device = "cpu", *,
                   pretrained_encoder: bool = True) -> Answerer:
-    """Rebuild an answerer from its folder, a run folder (best, else last) or a bundled model's name."""
+    """Rebuild an answerer from its folder, a run folder (best, else last) or a bundled model's name (by
+    default the app's default answerer, so scripts follow it as it improves)."""
     return Answerer.load(path, device, pretrained_encoder=pretrained_encoder)

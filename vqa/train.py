@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import random
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 
 from captioning import checkpoint as ckpt
 from captioning.device import resolve_device
+from captioning.guidance import unreliable_tags
 from captioning.training import (
     Dist,
     Hooks,
@@ -33,14 +36,16 @@ from captioning.training import (
     prepare_run_folder,
     saved_state,
 )
-from captioning.vocab import Vocabulary
+from captioning.vocab import Vocabulary, tokenize
 
 from .config import QATask, TrainConfig, add_config_arguments, given, resolve_config, write_run_config
-from .data import QA, QADataset, load_sources, vocabulary_texts
+from .data import QA, QADataset, normalize, vocabulary_texts
 from .decoder import pack
 from .evaluate import Grids, Report, dataset_grids, evaluate_questions, live_grids, zero_grids
 from .features import BoxFeatures
 from .model import Answerer, read_question
+from .question_kinds import question_kind
+from .sources import load_sources
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,13 +68,16 @@ def validate(model: Answerer, dataset: QADataset, questions: Sequence[QA], grids
     """(score that selects the best checkpoint, full report) on the validation questions."""
     report = evaluate_questions(model, questions, grids, split="val", types=dataset.types, boxes=boxes,
                                 batch_size=max(config.batch_size, 128), beam_size=config.beam_size)
-    use_open = config.select_metric == "open" and report.open_ended is not None
-    return (report.open_ended if use_open else report.multiple_choice).overall, report
+    open_score = report.open_score
+    use_open = open_score is not None and (config.select_metric == "open" or report.multiple_choice is None)
+    return (open_score if use_open else report.multiple_choice.overall if report.multiple_choice else 0.0), report
 
 
 def _summary(report: Report) -> str:
-    text = f"val MC {report.multiple_choice.overall:.4f}"
-    return text + (f"  open {report.open_ended.overall:.4f}" if report.open_ended else "")
+    parts = [f"MC {report.multiple_choice.overall:.4f}"] if report.multiple_choice else []
+    if report.open_score is not None:
+        parts.append(f"{'VQA acc' if report.vqa else 'open'} {report.open_score:.4f}")
+    return "val " + "  ".join(parts)
 
 
 def _portable(path: str | None) -> str | None:
@@ -114,11 +122,11 @@ class AnswerHooks(Hooks):
 
     def validate(self) -> Validation:
         score, report = validate(self.model, self.dataset, self.val, self.grids, self.boxes, self.config)
-        scalars = {"val/mc_accuracy": report.multiple_choice.overall}
-        if report.open_ended:
-            scalars["val/open_accuracy"] = report.open_ended.overall
-        history = {"val": score, "val_mc": report.multiple_choice.overall,
-                   "val_open": report.open_ended.overall if report.open_ended else None}
+        mc = report.multiple_choice.overall if report.multiple_choice else None
+        scalars = {"val/mc_accuracy": mc} if mc is not None else {}
+        if report.open_score is not None:
+            scalars["val/open_accuracy"] = report.open_score
+        history = {"val": score, "val_mc": mc, "val_open": report.open_score}
         return Validation(score, _summary(report), scalars, {}, history)
 
     def save(self, folder: Path, state: TrainerState, validation: Validation | None,
@@ -145,18 +153,26 @@ def main(args: argparse.Namespace) -> TrainerState:
 
     dataset = load_sources(config)
     train = dataset.split("train")
+    if not train:
+        raise TrainingError("no training questions (split 'train') in the data")
     if not dataset.split("val"):
         raise TrainingError("no validation questions (split 'val'); they pick the best checkpoint")
+    if any(q.answer is None for q in train + dataset.split("val")):
+        raise TrainingError("questions without answers (a VQA v2 test split, or no --annotations) cannot be "
+                            "trained or validated on")
     if config.model.task == QATask.POINTING and config.model.fine_tune_blocks:
         raise TrainingError("pointing trains on cached box-crop features: use a frozen encoder (fine_tune_blocks 0)")
     write_run_config(run_dir, config)
     vocab = Vocabulary.load(last / ckpt.VOCAB) if resuming else \
         Vocabulary.build(vocabulary_texts(train, config.model.task), min_freq=config.min_freq)
     model = Answerer(config.model, vocab).to(device)
+    model.trained_kinds = trained_kinds(train)
     if resuming:
         ckpt.load_into(model, ckpt.read_weights(last), last,
                        optional_prefixes=("encoder.",) if model.encoder.frozen else ())
     grids, boxes = _features(model, dataset, config, run_dir)
+    if not config.zero_image:
+        calibrate_tags(model, train, grids)
     hooks = AnswerHooks(model, dataset, grids, boxes, config, _data_record(config))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -170,6 +186,37 @@ def main(args: argparse.Namespace) -> TrainerState:
           f"{len(hooks.val):,}; vocabulary {len(vocab)} words; {sum(p.numel() for p in params):,} trainable "
           f"parameters; device {device}")
     return trainer.fit()
+
+
+TRAINED_KIND_SHARE = 0.01  # a question kind is "trained on" once it is 1% of the training questions
+
+
+def trained_kinds(questions: list) -> tuple[str, ...]:
+    """The question kinds (`vqa.question_kinds`) that make up a real share of the training questions: the
+    answerer says when it is asked another kind."""
+    counts = Counter(question_kind(q.question) for q in questions)
+    return tuple(sorted(k for k, n in counts.items() if n >= TRAINED_KIND_SHARE * len(questions)))
+
+
+@torch.inference_mode()
+def calibrate_tags(model: Answerer, questions: list[QA], grids: Grids, chunk: int = 256) -> None:
+    """The tag words that mislead on the training photos never answer (`captioning.guidance.unreliable_tags`):
+    a photo "mentions" the words of its questions that are not answered "no", and their answers."""
+    table, settings = model.tag_table, model.tag_settings
+    if table is None or model.config.task == QATask.POINTING:
+        return
+    mentions: dict[str, set[str]] = {}
+    for q in questions:
+        words = mentions.setdefault(q.image, set())
+        words.update(tokenize(str(q.answer)))
+        if normalize(str(q.answer)) != "no":
+            words.update(tokenize(q.question))
+    images = sorted(mentions)
+    probs = [model.tag_probabilities(grids(images[i:i + chunk]).to(model.device), settings.temperature,
+                                     settings.count_power).cpu() for i in range(0, len(images), chunk)]
+    unreliable = unreliable_tags(torch.cat(probs), [[sorted(mentions[k])] for k in images], table,
+                                 min(settings.what_threshold, settings.yes_threshold))
+    model.tag_settings = replace(settings, unreliable=unreliable)
 
 
 def _features(model: Answerer, dataset: QADataset, config: TrainConfig,
@@ -190,6 +237,8 @@ def _features(model: Answerer, dataset: QADataset, config: TrainConfig,
 def _data_record(config: TrainConfig) -> dict:
     """What the checkpoint records as its training data (`vqa evaluate RUN` reads it)."""
     return {"format": config.format, "annotations": _portable(config.annotations),
-            "images": _portable(config.images), "skip_invalid": config.skip_invalid,
+            "images": _portable(config.images), "questions": _portable(config.questions),
+            "image_pattern": config.image_pattern, "questions_split": config.questions_split,
+            "skip_invalid": config.skip_invalid,
             "val_holdout": config.val_holdout, "seed": config.seed, "choices_seed": config.choices_seed,
             "zero_image": config.zero_image}

@@ -18,9 +18,10 @@ SCENE_SIZE = 128  # the size `captioning prepare shapes` draws (the bundled capt
                   # 26 of 40 such scenes, but in 13 of 40 drawn at 160 px: sharper edges and finer noise)
 SCENES = {0: 3, 1: 3, 9: 0, 22: 0}   # scene index -> which reference caption names the file
 EASY_VQA = ("easy-vqa style teal rectangle", (0, 150, 150))
-# file stem -> skimage.data function: scenes of the kind Flickr8k shows (people, animals). Its coffee cup
-# and rocket are left out: Flickr8k never shows such things, so any caption of them is a guess.
-PHOTOS = {"cat-chelsea": "chelsea", "astronaut-eileen-collins": "astronaut", "photographer-camera": "camera"}
+# file stem -> skimage.data function: scenes of the kind Flickr8k shows (people, animals), and two it never
+# shows (a coffee cup, a rocket launch) that the encoder's classifier names for the caption (docs/app.md).
+PHOTOS = {"cat-chelsea": "chelsea", "astronaut-eileen-collins": "astronaut", "photographer-camera": "camera",
+          "coffee-cup": "coffee", "rocket-launch": "rocket"}
 PHOTO_SIZE = 480
 
 

@@ -1,0 +1,84 @@
+"""Regenerate `endings.tsv`: the words after which a caption may not stop.
+
+    python -m captioning.lexicon.derive_endings --flickr30k results_20130124.token \
+        --karpathy dataset_flickr8k.json --out captioning/lexicon/endings.tsv
+
+Two sources. The closed classes below (articles, prepositions, conjunctions, determiners and numbers)
+never end an English description. Every other word is judged by how human caption writers use it: a
+word seen at least MIN_COUNT times in the captions that ends fewer than MAX_END_RATE of them is one
+that needs something after it (a verb's object: "holding", "wearing"; an adjective's noun: "young",
+"little"; an auxiliary: "is"). Only the table is committed, never the caption text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from ..vocab import tokenize
+
+ARTICLES = ("a", "an", "the")
+PREPOSITIONS = ("about", "above", "across", "against", "along", "amid", "amidst", "among", "amongst", "around",
+                "at", "atop", "beneath", "beside", "besides", "between", "beyond", "by", "despite", "during",
+                "for", "from", "in", "into", "like", "near", "of", "on", "onto", "through", "throughout", "to",
+                "toward", "towards", "under", "underneath", "upon", "via", "with", "within", "without")
+CONJUNCTIONS = ("and", "as", "because", "but", "if", "nor", "or", "since", "so", "than", "that", "though",
+                "unless", "until", "whereas", "whether", "which", "while", "whilst", "who", "whom", "whose")
+DETERMINERS = ("another", "both", "each", "either", "every", "few", "her", "his", "its", "many", "my", "neither",
+               "no", "our", "several", "some", "their", "these", "this", "those", "your",
+               "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve", "twenty")
+CLOSED = {"article": ARTICLES, "preposition": PREPOSITIONS, "conjunction": CONJUNCTIONS, "determiner": DETERMINERS}
+MIN_COUNT = 40        # enough uses to judge a word by
+MAX_END_RATE = 0.005  # human captions end on it in under 0.5% of its uses
+
+
+def caption_texts(flickr30k: Path | None, karpathy: Path | None) -> list[list[str]]:
+    """Tokenized captions: Flickr30k's token file (`photo#n<TAB>caption`) and a Karpathy file's train split."""
+    captions = []
+    if flickr30k is not None:
+        for line in flickr30k.read_text(encoding="utf-8").splitlines():
+            if "\t" in line:
+                captions.append(tokenize(line.split("\t", 1)[1]))
+    if karpathy is not None:
+        data = json.loads(karpathy.read_text(encoding="utf-8"))
+        captions += [tokenize(s["raw"]) for image in data["images"] if image.get("split") == "train"
+                     for s in image["sentences"]]
+    return [c for c in captions if c]
+
+
+def derive(captions: list[list[str]]) -> list[tuple[str, str, int, float]]:
+    """(word, category, uses, share of uses that end a caption), closed classes first."""
+    uses, endings = Counter(), Counter()
+    for words in captions:
+        uses.update(words)
+        endings[words[-1]] += 1
+    rows = []
+    closed = {w: category for category, words in CLOSED.items() for w in words}
+    for word in sorted(closed):
+        rows.append((word, closed[word], uses[word], endings[word] / uses[word] if uses[word] else 0.0))
+    for word in sorted(w for w, n in uses.items() if n >= MIN_COUNT and w not in closed):
+        rate = endings[word] / uses[word]
+        if rate < MAX_END_RATE:
+            rows.append((word, "rarely final", uses[word], rate))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flickr30k", type=Path, help="Flickr30k's results_20130124.token")
+    parser.add_argument("--karpathy", type=Path, help="a Karpathy split file; its train captions are read")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    captions = caption_texts(args.flickr30k, args.karpathy)
+    rows = derive(captions)
+    header = [f"# Words a caption may not end on ({len(rows)}), derived from {len(captions)} human captions by",
+              "# python -m captioning.lexicon.derive_endings (see its docstring for the rule).",
+              "# word\tcategory\tuses\tshare of uses that end a caption"]
+    lines = [f"{w}\t{c}\t{n}\t{r:.4f}" for w, c, n, r in rows]
+    args.out.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+    print(f"{args.out}: {len(rows)} words from {len(captions)} captions")
+
+
+if __name__ == "__main__":
+    main()

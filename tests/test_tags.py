@@ -1,0 +1,233 @@
+"""The committed word tables and what the captioner does with them: tags, guidance, stand-ins, notices."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from captioning.encoders import IMAGENET_1K, create_encoder
+from captioning.guidance import GuideSettings, out_of_depth, plan, render
+from captioning.lexicon.endings import bad_ending, no_end_words
+from captioning.lexicon.tags import caption_words, tag_table
+from captioning.vocab import Vocabulary, tokenize
+
+from .helpers import random_features, tiny_captioner
+
+KINDS = {"animal", "vehicle", "food", "drink", "clothing", "place", "plant", "furniture", "device", "object",
+         "instrument", "sport"}
+
+
+def test_imagenet_table_covers_every_class_in_order():
+    from torchvision.models import ResNet50_Weights
+
+    table = tag_table(IMAGENET_1K)
+    assert table.class_names == tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    words = dict(zip(table.class_names, table.class_words, strict=True))
+    assert {words[n] for n in ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")} == {"cat"}
+    assert {words[n] for n in ("Chihuahua", "golden retriever", "Mexican hairless")} == {"dog"}
+    assert (words["airliner"], words["espresso"], words["space shuttle"]) == ("airplane", "coffee", "rocket")
+    assert words["web site"] is None
+    assert torch.equal(table.matrix.sum(1), torch.tensor([float(w is not None) for w in table.class_words]))
+
+
+def test_caption_words_are_single_tokens_with_known_kinds_and_unique_forms():
+    entries = caption_words()
+    used = {w for w in tag_table(IMAGENET_1K).class_words if w}
+    assert used == set(entries)
+    seen: dict[str, str] = {}
+    for word, entry in entries.items():
+        assert entry.kind in KINDS
+        for name in entry.names:
+            assert tokenize(name) == [name] and re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
+            assert name not in seen, f"{name} under {word} and {seen.get(name)}"
+            seen[name] = word
+        assert entry.stand_in is None or tokenize(entry.stand_in) == [entry.stand_in]
+
+
+def test_word_probabilities_sum_classes():
+    table = tag_table(IMAGENET_1K)
+    probs = torch.zeros(1, 1000)
+    probs[0, 281], probs[0, 285], probs[0, 151] = 0.5, 0.2, 0.3  # tabby, Egyptian cat, Chihuahua
+    words = table.word_probabilities(probs)[0]
+    assert float(words[table.words.index("cat")]) == pytest.approx(0.7)
+    assert table.top_words(table.word_probabilities(probs))[0] == [("cat", 0.7), ("dog", 0.3)]
+
+
+def test_encoders_with_a_classifier_compute_it_from_their_grid():
+    from captioning.efficientnet_lite import EfficientNetLite
+
+    encoder = create_encoder("efficientnet_lite0", pretrained=False, image_size=64).eval()
+    net = EfficientNetLite("lite0").eval()
+    net.load_state_dict({**{k.removeprefix("trunk.net."): v for k, v in encoder.state_dict().items()
+                            if k.startswith("trunk.net.")}, "_fc.weight": encoder.head.fc.weight,
+                         "_fc.bias": encoder.head.fc.bias})
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(encoder.class_logits(encoder(pixels)), net(pixels), atol=1e-5)
+    assert encoder.head_labels == IMAGENET_1K
+    assert all(not p.requires_grad for p in encoder.head.parameters())
+
+
+def test_plan_requires_the_confident_word_and_rules_out_its_rivals():
+    table = tag_table(IMAGENET_1K)
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "dogs", "cat", "horse", "ball"])
+    probs = torch.zeros(len(table.words))
+    probs[table.words.index("cat")], probs[table.words.index("dog")] = 0.8, 0.05
+    settings = GuideSettings(threshold=0.6, dominant_at=0.2, dominance=2.0)
+    p = plan(probs, table, vocab, settings)
+    assert p.required == ("cat",) and p.guidance.include == (frozenset({vocab.index["cat"]}),)
+    assert {vocab.index[w] for w in ("dog", "dogs", "horse")} <= p.guidance.exclude
+    assert vocab.index["ball"] not in p.guidance.exclude
+    unsure = plan(probs, table, vocab, settings, threshold=0.9)  # not confident enough to require cat ...
+    assert unsure.required == () and vocab.index["dog"] in unsure.guidance.exclude  # ... but enough to rule out dog
+    probs[table.words.index("dog")] = 0.5
+    assert vocab.index["dog"] not in plan(probs, table, vocab, settings).guidance.exclude  # 0.8 < 2 x 0.5
+    probs[table.words.index("dog")] = 0.05
+    probs[table.words.index("cat")] = 0.0
+    probs[table.words.index("zebra")] = 0.9  # not in the vocabulary: said through its stand-in, horse
+    z = plan(probs, table, vocab, settings)
+    assert z.required == ("zebra",) and z.spoken_as == {vocab.index["horse"]: "zebra"}
+    assert vocab.index["horse"] not in z.guidance.exclude
+    probs[table.words.index("zebra")] = 0.0
+    probs[table.words.index("shirt")] = 0.95  # clothing: shown as a tag, never required
+    assert plan(probs, table, vocab, settings).required == ()
+
+
+def test_render_replaces_stand_ins_and_fixes_articles():
+    assert render("a horse runs past a dog".split(), {"horse": "elephant"}) == "an elephant runs past a dog".split()
+    assert render("an apple".split(), {"apple": "banana"}) == ["a", "banana"]
+    assert render("a dog".split(), {}) == ["a", "dog"]
+    assert render("a airplane flies over a umbrella and an unicycle".split(), {}) == \
+        "an airplane flies over an umbrella and a unicycle".split()
+
+
+def test_out_of_depth_names_rare_things():
+    table, settings = tag_table(IMAGENET_1K), GuideSettings()
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "dog", "rocket"], [0, 0, 0, 0, 9000, 3])
+    assert "rocket" in out_of_depth([("rocket", 0.9)], vocab, table, settings)
+    assert "only 3 times" in out_of_depth([("rocket", 0.9)], vocab, table, settings)
+    assert "never" in out_of_depth([("koala", 0.7)], vocab, table, settings)
+    assert out_of_depth([("dog", 0.9)], vocab, table, settings) is None
+    assert out_of_depth([("rocket", 0.2)], vocab, table, settings) is None
+    assert out_of_depth([("rocket", 0.9)], Vocabulary(vocab.words), table, settings) is None  # no counts
+
+
+def test_endings_table():
+    table = no_end_words()
+    assert table["the"] == "article" and table["of"] == "preposition" and table["and"] == "conjunction"
+    assert table["holding"] == "rarely final" and "grass" not in table and "dog" not in table
+    assert bad_ending("a man is holding".split()) == "rarely final"
+    assert bad_ending("a dog runs on the grass".split()) is None and bad_ending([]) is None
+
+
+def test_captions_never_end_badly(vocab):
+    """A toy decoder that most wants to end right after "a" says another word first, in every search; the
+    captioner's rules carry every listed word of its vocabulary."""
+    from captioning.search import GenerationRules, beam_search, generation_step, sequential_search
+
+    START, END, A, CIRCLE = 1, 2, 4, 5
+
+    def step(tokens, state, memory):
+        logits = torch.full((tokens.shape[0], 6), -5.0)
+        logits[:, A] = 3.0
+        logits[tokens == A, END], logits[tokens == A, CIRCLE], logits[tokens == A, A] = 6.0, 4.0, -9.0
+        logits[tokens == CIRCLE, END] = 6.0
+        return logits.log_softmax(-1), state, torch.ones(tokens.shape[0], 1)
+
+    rules = GenerationRules(never=(3,), start_id=START, end_id=END, no_end_after=(A,))
+    state, memory = (torch.zeros(1, 1),), None
+    kw = dict(start_id=START, end_id=END, max_len=5)
+    assert sequential_search(step, state, memory, **kw)[0].token_ids == [A]  # unruled: "a"
+    assert sequential_search(generation_step(step, rules), state, memory, **kw)[0].token_ids == [A, CIRCLE]
+    assert beam_search(generation_step(step, rules), state, memory, pad_id=0, beam_size=3, **kw)[0][0].token_ids \
+        == [A, CIRCLE]
+    model = tiny_captioner(vocab)
+    banned = {vocab.words[i] for i in model.generation_rules.no_end_after}
+    assert banned == {w for w in vocab.words if w in no_end_words()} and {"a", "of", "the"} <= banned
+
+
+def test_captioner_reports_tags_and_guides(vocab):
+    model = tiny_captioner(vocab)
+    feats = random_features(2, seed=4)
+    results = model.caption_features(feats, beam_size=3)
+    for r in results:
+        assert all(isinstance(w, str) and 0.05 <= p <= 1 for w, p in r.tags)
+        assert [p for _, p in r.tags] == sorted((p for _, p in r.tags), reverse=True)
+    # a saved model keeps its guidance settings
+    model.guide_settings = GuideSettings(threshold=0.3, temperature=0.7)
+    import tempfile
+
+    from captioning import load_captioner
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = load_captioner(model.save(f"{tmp}/m"), pretrained_encoder=False)
+    assert loaded.guide_settings == model.guide_settings
+
+
+def test_guide_settings_validate():
+    with pytest.raises(ValueError, match="threshold"):
+        GuideSettings(threshold=0)
+    with pytest.raises(ValueError, match="unknown guidance keys"):
+        GuideSettings.from_dict({"thresold": 0.5})
+    assert GuideSettings.from_dict(GuideSettings().to_dict()) == GuideSettings()
+
+
+def test_vocabulary_counts_round_trip():
+    v = Vocabulary.build(["a dog", "a dog runs", "a cat"])
+    assert v.count("dog") == 2 and v.count("cat") == 1 and v.count("zebra") == 0
+    assert Vocabulary.from_json(v.to_json()).counts == v.counts
+    assert Vocabulary(v.words).count("dog") is None
+    with pytest.raises(ValueError, match="counts"):
+        Vocabulary(v.words, [1] * (len(v) - 1))
+
+
+def test_class_counts_weigh_down_big_groups():
+    """5 cat classes and 118 dog classes, half the probability on each group: a = 0.5 favours the cat."""
+    table = tag_table(IMAGENET_1K)
+    probs = torch.zeros(1, 1000)
+    cat_classes = [k for k, w in enumerate(table.class_words) if w == "cat"]
+    dog_classes = [k for k, w in enumerate(table.class_words) if w == "dog"]
+    probs[0, cat_classes] = 0.5 / len(cat_classes)
+    probs[0, dog_classes] = 0.5 / len(dog_classes)
+    plain = table.word_probabilities(probs)[0]
+    weighted = table.word_probabilities(probs, 0.5)[0]
+    cat, dog = table.words.index("cat"), table.words.index("dog")
+    assert float(plain[cat]) == pytest.approx(0.5) and float(plain[dog]) == pytest.approx(0.5)
+    ratio = (len(dog_classes) / len(cat_classes)) ** 0.5
+    assert float(weighted[cat] / weighted[dog]) == pytest.approx(ratio, rel=1e-4)
+    assert float(weighted.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_words_the_captioner_knows_are_left_to_it():
+    """A tag the training captions mention often (dog) is not forced in; one they rarely mention (cat) is."""
+    table = tag_table(IMAGENET_1K)
+    words = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "cat"]
+    vocab = Vocabulary(words, [0, 0, 0, 0, 9000, 6000, 40])
+    settings = GuideSettings(threshold=0.6, known_from=100)
+    for word, required in (("dog", ()), ("cat", ("cat",))):
+        probs = torch.zeros(len(table.words))
+        probs[table.words.index(word)] = 0.9
+        assert plan(probs, table, vocab, settings).required == required
+    assert plan(probs, table, Vocabulary(words), settings).required == ("cat",)  # no counts: every tag is news
+
+
+def test_tags_that_mislead_on_training_photos_are_not_required():
+    from captioning.guidance import unreliable_tags
+
+    table = tag_table(IMAGENET_1K)
+    rows, captions = [], []
+    for word, photos, mentioned in (("whale", 6, 1), ("dog", 6, 5), ("rocket", 2, 0), ("unicycle", 5, 3)):
+        for i in range(photos):
+            probs = torch.zeros(len(table.words))
+            probs[table.words.index(word)] = 0.9
+            rows.append(probs)
+            said = f"a {word} is here" if i < mentioned else "a man is swimming"
+            captions.append([tokenize(said), tokenize("people outside")])
+    found = unreliable_tags(torch.stack(rows), captions, table, threshold=0.6)
+    assert found == ("whale",)  # 1 of 6 confirmed; dog 5/6, unicycle 3/5; rocket: too few photos to judge
+    assert unreliable_tags(torch.stack(rows), captions, table, threshold=0.95) == ()
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "whale"])
+    whale = rows[0]
+    assert plan(whale, table, vocab, GuideSettings(unreliable=found)).required == ()
+    assert plan(whale, table, vocab, GuideSettings()).required == ("whale",)

@@ -1,0 +1,236 @@
+"""Words that suggest an object of `caption_qa_lexicon.PRESENCE` is in a photo even when no caption names
+it: a "no" to "Is there a ...?" is never asked about a photo whose captions use one of them.
+
+Derived by `vqa prepare caption-words` (`caption_qa_broader.derive_evidence`) from the captions of 23,623
+Flickr30k photos (those that are not Flickr8k photos); regenerate rather than edit:
+
+    vqa prepare caption-words --flickr30k FLICKR30K/results_20130124.token \
+        --exclude data/flickr8k/dataset_flickr8k.json"""
+
+EVIDENCE: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
+    "baby": "adorable bib blanket carrier chewing cookie crib cries crying diaper doll fed feeds highchair "
+        "mom mother mothers newborn onesie pacifier parent sling stroller strollers swaddled toddler",
+    "ball": "attempt backhand base baseball baseman bases basketball bat batter battle bikinis billiards "
+        "blocking bouncing bowler bowling catch catcher catching chase chases chasing cleats collide "
+        "control court cricket defend defender defenders defending defends defense defensive dribbling dunk "
+        "dunking football gain game glove goal goalie golf golfer header hit hits hitting incoming intense "
+        "jersey jerseys juggles juggling keeper kick kicked kicking kicks knock lacrosse lane layup league "
+        "lunges m member mid-swing missed mitt mound oncoming opponent opponents opposing opposition "
+        "outfielder pins pitch pitched pitcher pitches pitching player players possession progress putt "
+        "quarterback racket racquet reach receive ref release released releasing return returning rolls "
+        "rugby score serve sideline slam soccer softball spike spikes spiking steal strike struggle swing "
+        "swinging swings swung t-ball tackle tackled tackles tackling team teammate teammates teams tennis "
+        "texas throw throwing throws toss tosses umpire volleyball winding winds",
+    "bench": "",
+    "bike": "bicyclers bicycling bicyclist bicyclists biker bikers biking bmx course curve cycle cycles "
+        "cycling cyclist cyclists extreme finish fixes followed handlebar handlebars helmet helmeted "
+        "messenger moped motocross motor motorbike motorbikes motorcycle motorcycles motorcyclist motorized "
+        "off-road pedal pedaling pedals peddling popping racer racers races racing rack ramp ramps rickshaw "
+        "ride rider riders rides riding rounding rounds route spandex speeding stationary stunt stunts "
+        "three-wheeled tire tires tricks tricycle wheeler wheelie",
+    "bird": "flock hawk pigeon pigeons seagull seagulls",
+    "boat": "aboard boating calm canoeing cruise deck dock docked docking ferry fisherman fishermen fishing "
+        "floating floats gondola harbor kayaker kayakers kayaking launch life marina moored motorboat murky "
+        "navigate navigates nets oar oars outboard paddle paddles paddling rafting rapids river rough "
+        "rowboat rowing sail sailing sailor sails ship shore speedboat steering vessel wakeboarder waters "
+        "waterway",
+    "boy": "adolescent adorable adult africa age backflip backward backyard banana bat bathtub baton "
+        "bouncing bouncy brother brothers brown-skinned bug buried carpet chases chasing checkers child "
+        "children cleats coloring contents cookie crayon crayons cricket cries crocs crying curious cute "
+        "dad daycare diaper dinosaur draw dump electronics elephant elmo father fathers fed flips flotation "
+        "found fun gap grandfather grandmother grandson handle hardwood helped helps hides joyfully jungle "
+        "kicking kicks kid kids learning learns lego legos little maker marker merry-go-round monkey "
+        "mothers nintendo over-sized oversized pacifier padded paddles pajama pajamas parent petting "
+        "piggyback pinata ping-pong playground poverty preschool present pretend pretending pretends "
+        "pumpkin puzzle quite raking ramp ramps relay rug run-down rusty school scout scouts shallow sheep "
+        "shower siblings silly sister skate skateboard skateboarder skateboarders skateboarding skateboards "
+        "skipping sled sledding slide smaller son sons spend spider spiderman splashed spotted sprinklers "
+        "stomach stones stump sweatshirts swim swimming swimsuits swords t-ball teaches tee tee-shirt teen "
+        "teenage teenager teenagers teens telescope tents toddler toddlers toothbrush toy toys tracksuit "
+        "trampoline trunks tubes twin vacuum wrestle write year years young younger youngster youngsters "
+        "youth youths zoo",
+    "bus": "buss double-decker stop transit transportation",
+    "camera": "backs cameraman closest digital directly film filming films gesture grins lens peace "
+        "photograph photographer photographers photographs photography recording records region smile snap "
+        "tripod video videotaping",
+    "car": "accident antique auto automobile backseat cab classic compact convertible cop drag dragster "
+        "driven driver drivers driving engine ford go-cart jeep license mechanic mercedes minivan parked "
+        "passenger racetrack sedan speeding speeds suv tram trolley vehicle vehicles vintage volkswagen",
+    "cat": "",
+    "child": "activity adolescent adolescents adorable adult adults adventure age aged ages amazed "
+        "amusement animal animals apparatus aquarium asleep autumn awe babies baby backyard ballgame "
+        "balloon balloons banana banners barefoot bars bath bathroom bathtub baton bean bear bib birds "
+        "birthday bit biting blanket blond-hair blond-haired blows blue-eyed bounce bouncing bouncy boy "
+        "boys breakfast bringing brother brothers brushes brushing bubble bubbles bug bundled bunny buried "
+        "butterfly care carnival carousel carpet carpeted cartoon castle chalkboard character chased chases "
+        "chasing chewing chocolate christmas class classmates classroom climb climbed climbs coloring "
+        "cookie cookies crafts crawling crawls crayon crayons crib cries crocs crying cuddling curious cute "
+        "dad daughter daughters daycare deer desserts diaper dinosaur disney doll dolls draw drawing draws "
+        "driveway ducks egg eggs elementary elephant eleven elmo entertained explore exploring eyed "
+        "families family father fathers fed feeding feeds float floaties flock flooded floor floors "
+        "flotation flour fold formed found fountain fountains fun games gently gift gifts girl goat "
+        "granddaughter grandfather grandmother grandson grown halloween handheld handing handle happily "
+        "hardwood harnessed headed helped helping helps hides hiding highchair hike holes homemade how hugs "
+        "hut infant infants inflatable instructing instructor joyfully juice jumper jungle keeping lacrosse "
+        "larger lavender league learn learning learns lego legos lesson lessons letting library licking "
+        "little mats mattress merry-go-round mickey miniature mittens mix mixer mom moms monkey mop mother "
+        "mothers mouse naps newborn nintendo opening oversized pacifier pail pajamas parent parents peace "
+        "peeking peers pets petting pigeon pigeons piggyback pigtails pillows pinata pirate play playfully "
+        "playground playhouse playing playpen pond pony poor popsicle porch poverty powder preschool "
+        "present presents pretend pretending pretends princess projects puddle puppet pushed puzzle quite "
+        "rake raking receives relay ribbons ride rings rubs rug run-down sand scattered school scoop "
+        "scooping scout scouts seagulls secured shaded shallow sheep shoreline shoulders sibling siblings "
+        "sight sink sister sisters skate skateboards skipping sled sledding sleep slide small smaller snack "
+        "snowball snowsuit soap son sons spending spiderman splashed spongebob spoon sprinkler sprinklers "
+        "stepping stethoscope sticking stream stroller strollers stuck students stuffed sucking sunshine "
+        "supervised surprise sweet swimming swimsuits swimwear swing swinging swings swords teacher "
+        "teachers teaches teaching teens teeth theme thomas toothbrush touch toy toys trampoline treat "
+        "tricycle trip tubes tug-of-war twin unhappy upset vacuum vacuuming village wading walker wanting "
+        "wants wash watering wheeler woven wrist write yard year years young younger youngster youngsters "
+        "youth zoo",
+    "cow": "bulls calf lasso ox oxen roping steer",
+    "dog": "german leash leashed leashes owner owners pet pets petting retriever shaggy sheepdog shepard "
+        "shepherd",
+    "duck": "",
+    "flag": "british canadian korean national patriotic pride union usa waving",
+    "fountain": "cooling splashed sprinkler sprinklers streams",
+    "frisbee": "disc ultimate",
+    "girl": "accompanied age angel apparatus aquarium ballerina ballet bangs barefoot bathing baton bear "
+        "beyond bikini bikinis binoculars birthday biting blond blond-hair blond-haired blouse blowing "
+        "blows bow boyfriend bra bracelets braid braided braiding braids breakfast bridesmaids brother "
+        "brown-haired brunette brushes brushing bubble bubbles bunny butterfly capri capris cereal chains "
+        "chalk chases cheek cheeks cheerleader cheerleaders cheerleading chewing child children circles "
+        "coach coloring crafts crayon crayons cute dad darkened daughter daughters decorate decorating "
+        "derby disney distant doll dollhouse dolls dot dots dotted draw drawing drawings draws dress "
+        "dresses dressing duck dyed earrings eats experiment exploring feeds female females floral flowered "
+        "fountain friendly frilly frolic fun gifts girlfriend goat graduation granddaughter grinning grown "
+        "gym gymnasium gymnast gymnastic gymnastics halloween halter handbag handheld headband her herself "
+        "high-five highchair homemade homework hoop hooping hoops hopping huddle hug hugging hugs hula "
+        "hula-hoop joy juice jumper karaoke kisses kitten lacrosse ladies laugh laughs lavender leap "
+        "leaping leggings lei leopard leotard leotards licking licks little magenta may microscopes "
+        "miniature mom mothers mouse necklace notebook pads pajamas pantyhose partying peach peeking pet "
+        "pets petting piggyback pigtails pillows pinata pink playfully pokemon polish polka polka-dot pony "
+        "ponytail ponytails popsicle posed preschool presents preteen pretends pretty princess print "
+        "profile puddle red-hair red-haired redhead redheaded relay ribbon ripped roller rollerskates "
+        "rollerskating roses sari saris scantily scared school schoolgirl schoolgirls science scoop seating "
+        "sexy she sight sister sisters skipping skirt skirts sledding smartphone soap socks softball "
+        "someones spikes splash splashed sprinkler stepping sticking stockings strawberry stretching "
+        "striking studying sucking summer sundress surprise sweatshirts sweet swims swimsuit swimsuits "
+        "swing swinging swings synchronized talent tanned teddy teen teenage teens thumb tights toddler "
+        "toddlers toe toes tongue toothbrush tops torn toss toys treat tubes turtleneck tutu tutus twin "
+        "twirling unhappy upset volleyball wading warmers watering wings won wrapping year years yo-yo "
+        "young youngsters",
+    "guitar": "acoustic amplifier band banjo bass bassist concert drummer drums electric gig guitarist "
+        "guitarists harmonica hero jamming live mic microphone musician musicians rocking singer singers "
+        "singing sings solo song spotlight stage stringed strumming strums trio tuning ukulele vocalist",
+    "horse": "arena bronco buck bucked bucking bucks buggy bull calf carousel carriage cattle chaps cow "
+        "cowboy cowboys cowgirl donkey drawn equestrian galloping horse-drawn horseback hurdle jockey "
+        "jockeys lasso lassoing lassos mane mounted mule obstacle rearing rider rodeo roping saddle stay "
+        "steer wrangling",
+    "kite": "parasailing",
+    "man": "accompanies accompanying accordion again aluminum amber amplifier anchor announcement apparent "
+        "aquatic armed arranging asks astride attach attacked audio autographs backflip bagpipe bagpipes "
+        "bald balding bands banjo barbecues barbecuing barber bare-chested beard bearded beards billiards "
+        "blade bloody blowtorch boarder bongo boxer boxers boxing breakdancer breakdances breakdancing "
+        "breaks briefcase briefcases bronco buck bucking bundles burgers businessman butcher butchering "
+        "button button-down button-up carpenter carpentry carve carves carving chainsaw charcoal charging "
+        "chested chisel chiseling chisels choices chops christ chute cigar citizen clause cleaners clubs "
+        "coconuts collared colleague college-aged common conducts connected controls converses cooked "
+        "cooler corral coveralls cowboys coworker craftsman cramped cubicle custom damp daredevil dealer "
+        "dealing decked defending details diamond dingy director disc docking donkeys dozes dribbles "
+        "drummer drums dude duffel dumping dumps electrician emblem engineer engineers escape excavating "
+        "excavation exchange exchanging expansive explains exterior father fatigues fedora fiddle fiddling "
+        "fighters films firing fisherman fix flash flashlight flee flute formally freight gig girder "
+        "girlfriend glider goatee grandpa granite graying grills grimaces grind grinder grins grip guarded "
+        "guitar hairy hamburgers hammering hammers handlebar handler handshake handsome harmonica hatted "
+        "hikes hindu hippie hoist hook horn horse-drawn host hotdog hotdogs install installing intensely "
+        "interview interviews intimate jackhammer jamming janitor joking juggler key kickboxer kilt knocked "
+        "labor ladders laden lanyard lasso lathered launching lighthouse loaded logos loudspeaker lumber "
+        "machete magician maintenance maneuvering manhole matador mates mechanic mechanics mechanism meter "
+        "mike military mime mma modified mohawk monk mood mosque motions mower mowing mows mules muscles "
+        "muscular musician mustache mustached mustachioed navigating necktie netting oars occupy officials "
+        "old-looking ollie operator overflowing ox painter parlor partner peeling percussion pianist picker "
+        "pilot pinstriped pitchfork plowing plywood polished poorly popping portly poultry pressed "
+        "presumably prizes professor pulley punch punching questions raging rapids rapper razor rearing "
+        "reenactment remodeling repair repairman repairs repelling revolutionary rickshaw rifle rifles "
+        "rigging rim roast roasting roofer roofing roping rust rv sailors salesman salute saluting sanding "
+        "sashes sauce saw sawing saws scaffold scaffolding scrap scraping scruffy sculpt sculpts seasoning "
+        "secluded segway serious sewer shaping sharp sharpening shave shaved shaves shaving shift shined "
+        "shingles shirtless shoeshine shotgun siding skewers skilled smoothing soaring solders solider "
+        "sombrero source speedboat splitting steadies steady stories stretcher strumming strums suited "
+        "sunrise superior surfboard surfs sushi suspenders synthesizer tandem tar tattered teach teaches "
+        "three-wheeled throat tie tinkering tool torch torches trims tune tuning turntable tux tuxedo "
+        "tuxedos ukulele unbuttoned uncle unfinished unto vault veteran videotapes videotaping waited "
+        "wakeboarder waterskiing weathered weld welder welding welds wetsuit wields wife windsurfer "
+        "windsurfing woodworking worker workman workshop wrangle wrestlers xylophone yamaha",
+    "motorcycle": "moped mopeds motocross motor motorcyclist motorcyclists motorized racer scooter scooters",
+    "rope": "calf cattle climber cow lasso lassoing repelling roping scales steer tug-of-war",
+    "sheep": "",
+    "sign": "advertisement advertises advertising banner billboard campaign cause flashing language letters "
+        "peace picket political posted poster promoting protest protester protesters protesting rights say "
+        "saying says signing states thumbs warning welcome written",
+    "skateboard": "grinding grinds ollie ramp skate skateboarder skateboarders skateboarding skater skating "
+        "trick tricks",
+    "sled": "sledding",
+    "stick": "pinata poking roasting tongue",
+    "surfboard": "crest surfer surfers surfing surfs wave wetsuit",
+    "tent": "canopy scouts",
+    "toy": "chewing controlled doll dolls lego legos pretend remote stuffed yo-yo",
+    "truck": "delivery dump flatbed loading pickup semi towed trailer unloading",
+    "umbrella": "parasol rain raining rains rainstorm rainy shading",
+    "woman": "acrobat affection aisle angel answer apparently applies applying arrange article articles "
+        "artifacts asians assembly assistant assorted attendant attends attentively attractive backside "
+        "backup badges bag baggage bagged bags baking ballerina ballerinas ballet ballroom banquet barista "
+        "bartender basin baskets bathed bazaar beaded beads beans beauty belly bespectacled beverages "
+        "bikini bikinis billboard binder binders black-haired blindfolded blond blond-hair blonds blouse "
+        "blue-green bonnet bookshelf bought bouquet boutique bowing bows boyfriend bra bracelet bracelets "
+        "braid braided braiding breast bridal bride bridesmaid bridesmaids broadly brochure brown-haired "
+        "brownish browse browsing brunette bun burger buying buys cake cakes camper candle canned capri "
+        "cardigan care caricature carousel cash cashier casino cellist cello cellphone cellphones "
+        "ceremonial chat chats chatting checkout cheek cheeks cheese chocolate choosing choreographed "
+        "civilian clap claw cloth clothesline cloths cluster cocktail cocktails coffee collecting "
+        "comforting companion confused conical consults convenience conversation converses coral costumes "
+        "cotton couple coverings cowgirl cradles crafts creme crop crystal cultural dance dancer dancers "
+        "dances dancing darkened date daughter decide decides decorate decorating demonstrates dental "
+        "depicting derby designer digital dips discusses discussing dishes dishwasher diverse documents dot "
+        "dotted dramatic draped dress dresses dressing dries dryer drying dustpan dyed earring earrings "
+        "elaborately elderly elegantly embrace embraces embracing emerging emotion enter espresso ethnic "
+        "exercise exercising exhibits exotic explaining exposed expressions extremely eyeliner fabric faded "
+        "fairly fan fashionable feather feathers feeling female females fingernail fingernails fit fitness "
+        "fitted fitting flip-flops floral flowered flowering flowers flowing folders folds foods formally "
+        "friendly fuchsia function fur further future gallery gambling garment gazes gifts girl girlfriend "
+        "girls given glances glittery goods gown gowns graduation grain grains granddaughter grandma "
+        "grandmother grandparents gras greenish greens greeting groceries groom gymnast gypsy hair hairdo "
+        "haired hairnet halter hand-in-hand handbag handicapped handing handkerchief harp headdress "
+        "headdresses headscarf headscarves health heart heat heavyset heel heeled heels helped her herbs "
+        "herself highlights hijab hip hooping hoops hospital hug hugging hugs hula husband huts ikea images "
+        "india indian indigenous internet interviewing interviews intimate involves ironing islamic italian "
+        "jar jars jenga jewelery jewelry jog jogger join joke kept kimono kimonos kiss kisses kissing "
+        "knee-high knits knitted knitting lace lap laugh laughing laughs laundromat laundry leggings "
+        "leopard leotard leotards lingerie lips lipstick list lobby loom lovers lunch magazine magazines "
+        "magenta makeup manipulating mannequins mardi marketplace marriage married mascara mass mean menu "
+        "menus metallic midriff mixture modeling models mom moment moms mother mothers movements mugs "
+        "muslim n nails napkin native necklace necklaces necks newlywed newlyweds nightclub nurse nurses "
+        "nursing off-white offering onlooking oriental ornately overcoat package pamphlet pamphlets "
+        "pantyhose paperwork parasol parka partner partners partying passionately patients patterned paying "
+        "peach pearl peppers performed peruses phone phones photography picked piercings pineapples pink "
+        "planting poker polish polka polka-dot ponytail portrait portraits possessions potatoes pregnant "
+        "presented pretty primitive print prints produce profile promoting puppet puppies puppy purchase "
+        "purchasing purse purses queen quietly quilt quilted rabbits racket rag rainstorm red-hair "
+        "red-haired redhead redheaded refreshments register reindeer related return returning revealing "
+        "reviewing ribbon ribbons ripped roller rollerskaters rollerskating romantic rooster rose routine "
+        "ruffles ruins rustic salad salmon salon sample samples sari saris satchel scantily scared scarf "
+        "scarfs scarves scientific scoops searches sees seesaw selecting seniors serves sewing sexy shading "
+        "shakes share shares sharing shawl she shocked shopping short short-haired shoulder side-by-side "
+        "silk similarly singers sip sips sketch sketching skipping skirt skirts slim sling slowly "
+        "smartphone snuggling socializing sock sofa soup sowing spaghetti sparkly specimen spending spikes "
+        "split splits sponge squinting starbucks stethoscope stocking stockings strap straps strawberries "
+        "streaks streamers stretch stretching stroll stroller strolls study styling stylish stylist "
+        "styrofoam suitcases sunbathes sunbathing sundress sunhat sunhats surprised surroundings swimwear "
+        "synchronized takeout talk talks tango tank tap tasty taupe text textile texting themed think "
+        "thread tiara tights tissue topic tops tote towels tray trays treadmill treatment trendy tribe "
+        "trinkets tubs turtleneck tutu tuxedo twenties twirling umbrella unison upset upstairs vacation "
+        "veil vibrant vietnamese violet violinists violins visit visor vocalist waitress waking waling "
+        "wallet warmers weave weaves weaving wedding weighing weights welcome wicker wife wig wine "
+        "wineglasses wings workout wrap wraps write writes yarn yawns yoga zebra",
+}.items()}
