@@ -31,11 +31,13 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
 
 # What each bundled model knows, shown beside it; the first listed is the default.
 BUNDLED_ABOUT = {
-    "flickr8k": "Flickr8k (soft attention): everyday scenes of people and animals in real photos",
+    "flickr8k": "Flickr8k (soft attention): everyday scenes of people and dogs in real photos; names what its "
+                "ImageNet classifier is sure of (a cat, coffee, a rocket)",
     "flickr8k-hard": "Flickr8k (hard attention): everyday scenes of people and animals in real photos",
     "shapes-soft": "synthetic shapes only (coloured circles, squares, triangles); nonsense on photos",
     "shapes-hard": "synthetic shapes only (coloured circles, squares, triangles); nonsense on photos",
-    "flickr8k-qa": "questions about real photos (who, what, where, what colour, how many, doing what)",
+    "flickr8k-qa": "questions about real photos (is there, what is this, who, what, where, what colour, how many, "
+                   "doing what)",
     "easy-vqa-shapes": "questions about synthetic shapes (easy-VQA); nonsense on photos",
 }
 TRAIN_SHAPES = ("captioning prepare shapes --out data/shapes && captioning train "

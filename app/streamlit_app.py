@@ -140,8 +140,8 @@ def load_vqa(source: str | None, slot) -> tuple[object | None, tuple | None, str
 # ---- the page ----------------------------------------------------------------------------------------
 def about() -> None:
     st.caption("Default models: `flickr8k` captions real photos of everyday scenes (people, dogs, children "
-               "playing, sports, streets, beaches); `flickr8k-qa` answers questions about them. The `shapes` "
-               "models know synthetic shapes only.")
+               "playing, sports, streets, beaches) and names what its encoder's ImageNet classifier is sure of; "
+               "`flickr8k-qa` answers questions about them. The `shapes` models know synthetic shapes only.")
     with st.expander("What each model knows"):
         st.markdown(f"""
 | model | trained on | knows |

@@ -4,7 +4,8 @@ same model's (checkpoint averaging, as fairseq's average_checkpoints and stochas
 Self-critical training wanders between epochs: the mean of two of its checkpoints scored better on Flickr8k
 val than either (docs/training.md). Every checkpoint must hold the same model config, vocabulary and
 tensor names and shapes; the first one's config.json (with an "averaged_from" record) and vocab.json are
-kept. `--half` stores the floating weights in float16, as the bundled captioners are."""
+kept. `--half` stores the floating weights in float16, as the bundled captioners are; `--length-penalty`
+sets the averaged model's own beam ranking (config.json "decoding"; the bundled `flickr8k` uses 0.6)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from .encoder_decoder import resolve_checkpoint
 from .model import BUNDLED_DIR
 
 
-def average_checkpoints(sources: list[str | Path], out: str | Path, *, half: bool = False) -> Path:
+def average_checkpoints(sources: list[str | Path], out: str | Path, *, half: bool = False,
+                        length_penalty: float | None = None) -> Path:
     """Write the mean of `sources` (checkpoint folders, run folders or bundled names) to `out`."""
     if len(sources) < 2:
         raise ValueError("averaging needs two checkpoints or more")
@@ -47,6 +49,10 @@ def average_checkpoints(sources: list[str | Path], out: str | Path, *, half: boo
     averaged = {name: (t / len(folders)).to(dtype or ckpt.read_weights(folders[0])[name].dtype)
                 for name, t in total.items()}
     config = {**first, "averaged_from": [str(f) for f in folders]}
+    if length_penalty is not None:
+        if not 0 <= length_penalty <= 2:
+            raise ValueError(f"--length-penalty must be in [0, 2], got {length_penalty}")
+        config["decoding"] = {**config.get("decoding", {}), "length_penalty": length_penalty}
     return ckpt.save_checkpoint(out, config, vocab, {**averaged, **kept})
 
 
@@ -57,6 +63,6 @@ def _words(path: Path) -> list:
 
 
 def main(args: argparse.Namespace) -> Path:
-    out = average_checkpoints(args.checkpoints, args.out, half=args.half)
+    out = average_checkpoints(args.checkpoints, args.out, half=args.half, length_penalty=args.length_penalty)
     print(f"wrote {out} (the mean of {len(args.checkpoints)} checkpoints)")
     return out

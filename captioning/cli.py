@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", nargs="+", help="checkpoint folders, run folders (their best) or bundled names")
     p.add_argument("--out", required=True, help="the averaged checkpoint folder to write")
     p.add_argument("--half", action="store_true", help="store floating weights in float16")
+    p.add_argument("--length-penalty", type=float,
+                   help="the averaged model ranks beams by log p / length^this (default: the first checkpoint's)")
     p.set_defaults(func=_average)
 
     p = sub.add_parser("prepare", parents=[debug], help="write the synthetic shapes set, or a Karpathy JSON of Flickr8k")

@@ -281,7 +281,8 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         if temperature != 1.0:
             logits = logits / temperature
         if rules is not None:
-            logits = rules.masked_logits(logits, inputs[rows])
+            before = torch.cat([torch.full_like(inputs[:, :1], rules.start_id), inputs[:, :-1]], 1)
+            logits = rules.masked_logits(logits, inputs[rows], before[rows])
         token_log_probs = -F.cross_entropy(logits.float(), targets[rows], reduction="none")
         sequence_log_probs = torch.zeros(captions.shape[0], device=logits.device).index_add(0, rows[0], token_log_probs)
         n_tokens = mask.sum()

@@ -111,7 +111,8 @@ class EncoderDecoder(nn.Module):
         if max_len < 1 or beam_size < 1 or num_results < 1:
             raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
                              f"(got {max_len}, {beam_size}, {num_results})")
-        step = generation_step(self.decoder.step, self.generation_rules)
+        rules = self.generation_rules
+        step, state = generation_step(self.decoder.step, rules), rules.initial_state(state)
         if sample or (beam_size == 1 and guidance is None):
             device = state[0].device
             gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None

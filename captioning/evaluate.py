@@ -49,8 +49,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="split to caption (default: test, or val when there is no test split)")
     p.add_argument("--beam-size", type=int, help="beam size (default: the run's beam_size; 1: greedy)")
     p.add_argument("--max-len", type=int, help="longest caption in words (default: the model's)")
-    p.add_argument("--length-penalty", type=float, default=0.0,
-                   help="rank beams by log p / length^this (default: 0, plain log p)")
+    p.add_argument("--length-penalty", type=float,
+                   help="rank beams by log p / length^this (default: the model's, 0 unless its config.json says)")
     p.add_argument("--guide", action=argparse.BooleanOptionalAction, default=True,
                    help="make captions say the encoder's confident tag, as `caption` and the app do (default: on)")
     p.add_argument("--max-images", type=int, default=0, help="caption at most this many images (0: all)")
@@ -67,7 +67,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 @torch.inference_mode()
 def caption_records(model: Captioner, records: Sequence, *, features=None, beam_size: int = DEFAULT_BEAM_SIZE,
-                    max_len: int | None = None, length_penalty: float = 0.0, batch_size: int = 64,
+                    max_len: int | None = None, length_penalty: float | None = None, batch_size: int = 64,
                     device: torch.device | str | None = None, amp: bool = True,
                     num_workers: int = 0, guide: bool | None = None) -> list[CaptionResult]:
     """Caption each record's image, from cached encoder grids (`features`) or from pixels; `guide` as in
@@ -188,6 +188,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
     model = load_captioner(folder, device)
+    length_penalty = model.length_penalty if args.length_penalty is None else args.length_penalty
 
     features = None
     cache_dir = run.get("cache_dir") or (run_dir / "features")
@@ -195,7 +196,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
         features = FeatureCache.build(model.encoder, chosen, cache_dir, batch_size=args.batch_size,
                                       num_workers=args.num_workers, device=device)
     results = caption_records(model, chosen, features=features, beam_size=beam, max_len=args.max_len,
-                              length_penalty=args.length_penalty, batch_size=args.batch_size, device=device,
+                              length_penalty=length_penalty, batch_size=args.batch_size, device=device,
                               num_workers=args.num_workers, guide=None if args.guide else False)
     coco_results = [{"image_id": r.image_id, "caption": res.text} for r, res in zip(chosen, results, strict=True)]
     scores = score_captions({r.image_id: r.captions for r in chosen},
@@ -204,7 +205,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     grounding = attention_grounding(chosen, results, records)
 
     base = run_dir if run else Path.cwd()  # never write into a checkpoint (or bundled model) folder
-    tag = f"{split}_beam{beam}" + (f"_lp{args.length_penalty:g}" if args.length_penalty else "") + \
+    tag = f"{split}_beam{beam}" + (f"_lp{length_penalty:g}" if length_penalty else "") + \
         ("" if args.guide else "_unguided")
     lengths = [len(res.tokens) for res in results]
     shape = {"mean_length": sum(lengths) / max(len(lengths), 1),
@@ -212,7 +213,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     results_path = Path(args.results_out) if args.results_out else base / "eval" / f"results_{tag}.json"
     metrics_path = Path(args.json) if args.json else base / "eval" / f"metrics_{tag}.json"
     report = {"checkpoint": str(folder), "split": split, "images": len(chosen), "beam_size": beam,
-              "length_penalty": args.length_penalty, "guided": args.guide, **scores.to_dict(), **shape,
+              "length_penalty": length_penalty, "guided": args.guide, **scores.to_dict(), **shape,
               "bad_endings": sum(bad_ending(res.tokens) is not None for res in results),
               "grounding": grounding.to_dict() if grounding else None,
               "results": str(results_path)}
@@ -221,7 +222,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     print(f"{folder}: {len(chosen)} {split} images, beam size {beam}{'' if args.guide else ', unguided'}")
     print("\n".join(scores.lines()))
     print(f"captions: {shape['mean_length']:.2f} words on average, {shape['words_used']} distinct words, "
-          f"{report['bad_endings']} ending on a word that cannot end one (the, of, holding)")
+          f"{report['bad_endings']} ending on a word that cannot end one (the, of, holding, a red)")
     if grounding is not None:
         print(grounding.line())
     print(f"wrote {results_path} and {metrics_path}")

@@ -44,19 +44,22 @@ TAGS_SHOWN = 5
 class GuideSettings:
     """How tags guide one captioner: stored in its config.json ("guidance"), measured for the bundled one."""
 
-    temperature: float = 0.5       # the classifier's logits / this, before the softmax: at 320 px the
+    temperature: float = 0.35      # the classifier's logits / this, before the softmax: at 320 px the
                                    # ImageNet head (trained at 224-260 px) spreads its probability thinner
+                                   # (0.35: most pets_dev cats named, val CIDEr kept; docs/training.md)
     count_power: float = 0.5       # each tag word's probability / its class count^this (TagTable.word_probabilities)
-    threshold: float = 0.6         # the top tag word must be said when at least this probable ...
+    threshold: float = 0.5         # the top tag word must be said when at least this probable ...
     known_from: int = 100          # ... unless the training captions mention it this often (when counts are known)
-    dominant_at: float = 0.2       # a kind's top word this probable rules out ...
-    dominance: float = 2.0         # ... the words of its kind it is this many times as probable as,
+    dominant_at: float = 0.05      # a kind's top word this probable rules out ...
+    dominance: float = 3.0         # ... the words of its kind it is this many times as probable as,
     say_from: float = 0.0          # ... and those less probable than this
     exclusive_kinds: tuple[str, ...] = ("animal",)
     named_kinds: tuple[str, ...] = NAMED_KINDS
     unreliable: tuple[str, ...] = ()  # tag words never required: `unreliable_tags` of the training photos
     rare_below: int = 100          # out of depth: the top tag word occurs in fewer training captions than this
     notice_threshold: float = 0.5  # ... and the tags give it at least this probability
+    group_beams: int = 2           # beams per group when a word is required (at most the beam size): 2 groups
+                                   # of 2 cost a photo 5 ms where 2 of 3 cost 15; val and pets_dev alike
 
     def __post_init__(self) -> None:
         if isinstance(self.say_from, bool) or not isinstance(self.say_from, (int, float)) or not 0 <= self.say_from <= 1:
@@ -72,6 +75,8 @@ class GuideSettings:
         if isinstance(self.count_power, bool) or not isinstance(self.count_power, (int, float)) or \
                 not 0 <= self.count_power <= 1:
             raise ValueError(f"guidance count_power must be a number in [0, 1], got {shown(self.count_power)}")
+        if isinstance(self.group_beams, bool) or not isinstance(self.group_beams, int) or self.group_beams < 1:
+            raise ValueError(f"guidance group_beams must be a positive integer, got {shown(self.group_beams)}")
         for name in ("rare_below", "known_from"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -102,6 +107,7 @@ class Plan:
     guidance: Guidance = field(default_factory=Guidance)
     required: tuple[str, ...] = ()                         # the tag words the caption must name
     spoken_as: dict[int, str] = field(default_factory=dict)  # token id -> the word it stands in for
+    plurals: dict[str, str] = field(default_factory=dict)    # required word -> its plural, said after "two"
 
 
 def _ids(vocab: Vocabulary, words: Sequence[str]) -> set[int]:
@@ -144,7 +150,9 @@ def plan(word_probs: torch.Tensor, table: TagTable, vocab: Vocabulary, settings:
         spoken_as[stand_in] = word
     if not required:
         return Plan(Guidance((), frozenset(excluded)))
-    return Plan(Guidance((frozenset(required),), frozenset(excluded - required)), (word,), spoken_as)
+    plural = next((form for form in entry.names if form in (word + "s", word + "es")), None)
+    return Plan(Guidance((frozenset(required),), frozenset(excluded - required)), (word,), spoken_as,
+                {word: plural} if plural else {})
 
 
 CONSONANT_SOUND = ("uni", "use", "usu", "eu", "one", "once")  # "a unicycle", "a european", "a one-way street"
@@ -185,10 +193,19 @@ def article_for(word: str) -> str:
     return "an" if word[:1] in ("a", "e", "i", "o", "u") and not word.startswith(CONSONANT_SOUND) else "a"
 
 
-def render(words: list[str], spoken_as: dict[str, str]) -> list[str]:
-    """The caption's words with stand-ins replaced by the words they stand for, and every a/an made to agree
-    with the word after it (a required word the decoder did not expect can follow the article it chose)."""
+COUNTING = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "many")
+
+
+def render(words: list[str], spoken_as: dict[str, str], plurals: dict[str, str] | None = None) -> list[str]:
+    """The caption's words with stand-ins replaced by the words they stand for, a required word in its plural
+    after a number ("two rockets": the decoder may have no plural of a word it rarely saw), and every a/an
+    made to agree with the word after it (a required word the decoder did not expect can follow the article
+    it chose)."""
     out = [spoken_as.get(w, w) for w in words]
+    plurals = plurals or {}
+    for i in range(1, len(out)):
+        if out[i] in plurals and out[i - 1] in COUNTING:
+            out[i] = plurals[out[i]]
     for i in range(len(out) - 1):
         if out[i] in ("a", "an"):
             out[i] = article_for(out[i + 1])

@@ -15,7 +15,7 @@ from .decoder import DecoderOutput, ShowAttendTellDecoder
 from .encoder_decoder import EncoderDecoder
 from .encoder_decoder import resolve_checkpoint as resolve_folder
 from .guidance import TAG_FLOOR, TAGS_SHOWN, GuideSettings, Plan, out_of_depth, plan, render
-from .lexicon.endings import no_end_words
+from .lexicon.endings import no_end_pairs, no_end_words
 from .search import DEFAULT_BEAM_SIZE, GenerationRules, Hypothesis
 from .vocab import Vocabulary
 
@@ -47,22 +47,32 @@ class Captioner(EncoderDecoder):
                  guide_settings: GuideSettings | None = None):
         super().__init__(config, vocab, pretrained_encoder=pretrained_encoder)
         self.guide_settings = guide_settings or GuideSettings()
+        self.length_penalty = 0.0  # beams ranked by log p / length^this unless a call says otherwise
 
     def configure(self, meta: dict) -> None:
-        """Read the tag guidance a checkpoint's config.json records (defaults when it has none)."""
+        """Read the tag guidance and the decoding defaults a checkpoint's config.json records (defaults when
+        it has none)."""
         if "guidance" in meta:
             self.guide_settings = GuideSettings.from_dict(meta["guidance"])
+        penalty = meta.get("decoding", {}).get("length_penalty", 0.0)
+        if not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or not 0 <= penalty <= 2:
+            raise ValueError(f"config.json: decoding.length_penalty must be a number in [0, 2], got {penalty!r}")
+        self.length_penalty = float(penalty)
 
     def save(self, folder: str | Path, extra: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
-        return super().save(folder, {"guidance": self.guide_settings.to_dict(), **(extra or {})}, extra_files)
+        return super().save(folder, {"guidance": self.guide_settings.to_dict(),
+                                     "decoding": {"length_penalty": self.length_penalty}, **(extra or {})}, extra_files)
 
     @property
     def generation_rules(self) -> GenerationRules:
-        """The shared rules, and no caption ends on a word that cannot end one ("the", "of", "holding")."""
+        """The shared rules, and no caption ends on a word that cannot end one ("the", "of", "holding"),
+        nor on a describing word right after an article ("a red")."""
         rules = super().generation_rules
         index = self.vocab.index
+        pairs = tuple(sorted((index[b], index[a]) for b, a in no_end_pairs() if a in index and b in index))
         return GenerationRules(rules.never, rules.start_id, rules.end_id,
-                               no_end_after=tuple(sorted(index[w] for w in no_end_words() if w in index)))
+                               no_end_after=tuple(sorted(index[w] for w in no_end_words() if w in index)),
+                               no_end_pairs=pairs)
 
     def forward(self, pixels: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
         """Training from pixels (B, 3, S, S) and padded caption ids (B, T)."""
@@ -71,10 +81,11 @@ class Captioner(EncoderDecoder):
     # ---- decoding ------------------------------------------------------------------------
     @torch.inference_mode()
     def caption(self, images: Sequence[Image.Image], *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
-                temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
+                temperature: float = 1.0, max_len: int | None = None, length_penalty: float | None = None,
                 num_results: int = 1, batch_size: int = 32, seed: int | None = None,
                 guide: Guide = None) -> list[CaptionResult]:
         """Caption PIL images of any size and mode. beam_size=1 is greedy; sample=True samples (unguided).
+        length_penalty: rank beams by log p / length^this (None: the model's own, `self.length_penalty`).
         guide: make the caption say what the encoder's classifier is confident of (`captioning.guidance`):
         None or True at the model's threshold, a number for another threshold, False not at all."""
         if isinstance(images, Image.Image):
@@ -94,22 +105,29 @@ class Captioner(EncoderDecoder):
 
     @torch.inference_mode()
     def caption_features(self, features: torch.Tensor, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
-                         temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
+                         temperature: float = 1.0, max_len: int | None = None, length_penalty: float | None = None,
                          num_results: int = 1, seed: int | None = None, guide: Guide = None) -> list[CaptionResult]:
         """Caption from encoder grids (B, P, D), e.g. read from a feature cache."""
         if num_results < 1:
             raise ValueError(f"num_results must be >= 1, got {num_results}")
         features = features.to(self.device, next(self.decoder.parameters()).dtype)
+        length_penalty = self.length_penalty if length_penalty is None else length_penalty
         settings = self.guide_settings
         table, probs = self.tag_table, self.tag_probabilities(features, settings.temperature, settings.count_power)
         tags = table.top_words(probs, TAGS_SHOWN, TAG_FLOOR) if probs is not None else [[] for _ in features]
         plans = self._plans(probs, guide) if probs is not None and not sample else [Plan() for _ in features]
-        guided = any(p.guidance.include or p.guidance.exclude for p in plans)
-        memory, state = self.decoder.memory(features), self.decoder.init_state(features)
-        hyps = self.decode(state, memory, beam_size=beam_size, sample=sample, temperature=temperature,
-                           max_len=max_len, length_penalty=length_penalty, seed=seed,
-                           num_results=max(num_results, min(beam_size, 5)),
-                           guidance=[p.guidance for p in plans] if guided else None)
+        options = dict(sample=sample, temperature=temperature, max_len=max_len, length_penalty=length_penalty,
+                       seed=seed, num_results=max(num_results, min(beam_size, 5)))
+        required = [i for i, p in enumerate(plans) if p.guidance.include]
+        narrow = min(beam_size, settings.group_beams)
+        if required and narrow < beam_size and not sample:  # photos that must say a word: fewer beams per group
+            rest = [i for i in range(len(plans)) if i not in set(required)]
+            hyps: list = [None] * len(plans)
+            for rows, width in ((required, narrow), (rest, beam_size)):
+                for row, found in zip(rows, self._decode_rows(features, plans, rows, width, options), strict=True):
+                    hyps[row] = found
+        else:
+            hyps = self._decode_rows(features, plans, list(range(len(plans))), beam_size, options)
         results = []
         for h, image_tags, image_plan in zip(hyps, tags, plans, strict=True):
             result = self._result(h[:num_results] if num_results > 1 else h, image_plan)
@@ -118,6 +136,17 @@ class Captioner(EncoderDecoder):
             result.notices = [notice] if notice else []
             results.append(result)
         return results
+
+    def _decode_rows(self, features: torch.Tensor, plans: list[Plan], rows: list[int], beam_size: int,
+                     options: dict) -> list[list[Hypothesis]]:
+        """`decode` for some of the grids, each with its plan's guidance (plain search when none has any)."""
+        if not rows:
+            return []
+        grids = features[rows] if len(rows) < len(features) else features
+        chosen = [plans[i] for i in rows]
+        guided = any(p.guidance.include or p.guidance.exclude for p in chosen)
+        return self.decode(self.decoder.init_state(grids), self.decoder.memory(grids), beam_size=beam_size,
+                           guidance=[p.guidance for p in chosen] if guided else None, **options)
 
     def _plans(self, probs: torch.Tensor, guide: Guide) -> list[Plan]:
         if guide is False:
@@ -136,7 +165,7 @@ class Captioner(EncoderDecoder):
         spoken = {self.vocab.words[i]: word for i, word in image_plan.spoken_as.items()}
 
         def words(h: Hypothesis) -> list[str]:
-            return render([self.vocab.words[i] for i in h.token_ids], spoken)
+            return render([self.vocab.words[i] for i in h.token_ids], spoken, image_plan.plurals)
 
         tokens = words(best)
         attention = best.attention.view(len(tokens), grid, grid)

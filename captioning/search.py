@@ -33,22 +33,33 @@ class GenerationRules:
     start_id: int
     end_id: int
     no_end_after: tuple[int, ...] = ()
+    no_end_pairs: tuple[tuple[int, int], ...] = ()  # (opener, word) ids: no <end> after "a red"
 
-    def mask_(self, scores: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    def mask_(self, scores: torch.Tensor, previous: torch.Tensor,
+              before: torch.Tensor | None = None) -> torch.Tensor:
         """Set the banned entries of (N, V) scores (logits or log-probabilities) to -inf in place, given
-        each row's previous token (N,)."""
+        each row's previous token (N,) and the one before it (N,; needed for `no_end_pairs`)."""
         scores[:, list(self.never)] = float("-inf")
-        if self.no_end_after:
-            stops = torch.tensor((self.start_id, *self.no_end_after), device=previous.device)
-            scores[torch.isin(previous, stops), self.end_id] = float("-inf")
-        else:
-            scores[previous == self.start_id, self.end_id] = float("-inf")
+        stops = torch.tensor((self.start_id, *self.no_end_after), device=previous.device)
+        banned = torch.isin(previous, stops)
+        if self.no_end_pairs and before is not None:
+            vocab = scores.shape[1]
+            pairs = torch.tensor([b * vocab + a for b, a in self.no_end_pairs], device=previous.device)
+            banned |= torch.isin(before * vocab + previous, pairs)
+        scores[banned, self.end_id] = float("-inf")
         return scores
 
-    def masked_logits(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    def masked_logits(self, logits: torch.Tensor, previous: torch.Tensor,
+                      before: torch.Tensor | None = None) -> torch.Tensor:
         """A banned-entries copy of (N, V) logits (autograd flows through the rest): their log_softmax is
         the distribution `sequential_search` samples from."""
-        return self.mask_(logits.clone(), previous)
+        return self.mask_(logits.clone(), previous, before)
+
+    def initial_state(self, state: tuple) -> tuple:
+        """The decoder's start state as `generation_step` carries it: with the token before <start>."""
+        if not self.no_end_pairs:
+            return state
+        return (*state, torch.full((state[0].shape[0],), self.start_id, dtype=torch.long, device=state[0].device))
 
 
 MAX_CONSTRAINTS = 3  # 2^3 groups of beams: guided search stays a few tensor rows wide
@@ -73,12 +84,20 @@ class Guidance:
 
 
 def generation_step(step: Step, rules: GenerationRules) -> Step:
-    """`step` as generation uses it: the `rules`' banned words get -inf. Scoring given text uses `step` itself."""
+    """`step` as generation uses it: the `rules`' banned words get -inf. Scoring given text uses `step` itself.
+    With `no_end_pairs` the state ends with each row's token before `tokens` (`rules.initial_state`), so
+    beam search reorders it with the rest."""
+    if not rules.no_end_pairs:
+        def generating(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
+            log_probs, state, alpha = step(tokens, state, memory)
+            return rules.mask_(log_probs.clone(), tokens), state, alpha
+        return generating
 
-    def generating(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
-        log_probs, state, alpha = step(tokens, state, memory)
-        return rules.mask_(log_probs.clone(), tokens), state, alpha
-    return generating
+    def generating_pairs(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
+        *inner, before = state
+        log_probs, inner, alpha = step(tokens, tuple(inner), memory)
+        return rules.mask_(log_probs.clone(), tokens, before), (*inner, tokens), alpha
+    return generating_pairs
 
 
 @dataclass

@@ -93,8 +93,9 @@ def test_bad_uploads_give_one_line_errors():
 
 
 def test_decoding_settings_map_to_caption_arguments():
-    assert be.Decoding("beam", beam_size=5).kwargs() == {"beam_size": 5}
-    assert be.Decoding("greedy").kwargs() == {"beam_size": 1}
+    assert be.Decoding("beam", beam_size=5).kwargs() == {"beam_size": 5, "guide": True}
+    assert be.Decoding("greedy").kwargs() == {"beam_size": 1, "guide": True}
+    assert be.Decoding("beam", guide=False).kwargs() == {"beam_size": 3, "guide": False}  # the sidebar toggle
     sample = be.Decoding("sample", temperature=0.7, seed=3)
     assert sample.kwargs() == {"sample": True, "temperature": 0.7, "seed": 3, "beam_size": 1}
     assert "0.7" in sample.label() and be.Decoding().label() == "beam 3"

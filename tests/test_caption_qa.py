@@ -178,14 +178,14 @@ def test_a_captioning_cache_keyed_by_file_stem_is_reused(tmp_path, monkeypatch):
     from captioning.data.cache import FeatureCache
     from captioning.data.records import ImageRecord
     from captioning.encoders import create_encoder
-    from vqa import evaluate
+    from vqa import evaluate, features
 
     annotations, images = write_visual7w(tmp_path / "data", "telling")
     data = load_visual7w(annotations, images, "telling")
     encoder = create_encoder(TINY, pretrained=True)
     records = [ImageRecord(p.stem, p, "train", []) for p in sorted(images.iterdir())]   # captioning's ids
     cache = FeatureCache.build(encoder, records, tmp_path / "cache", num_workers=0, progress=False)
-    monkeypatch.setattr(evaluate, "grid_cache", lambda *a, **k: pytest.fail("encoded again"))
+    monkeypatch.setattr(features, "grid_cache", lambda *a, **k: pytest.fail("encoded again"))
     grids = evaluate.dataset_grids(encoder, data, tmp_path / "cache")
     key = data.questions[0].image
     assert torch.equal(grids([key])[0], cache[data.images[key].stem].float())

@@ -78,6 +78,7 @@ def test_plan_requires_the_confident_word_and_rules_out_its_rivals():
     settings = GuideSettings(threshold=0.6, dominant_at=0.2, dominance=2.0)
     p = plan(probs, table, vocab, settings)
     assert p.required == ("cat",) and p.guidance.include == (frozenset({vocab.index["cat"]}),)
+    assert p.plurals == {"cat": "cats"}  # rendered after "two" even though the vocabulary has no "cats"
     assert {vocab.index[w] for w in ("dog", "dogs", "horse")} <= p.guidance.exclude
     assert vocab.index["ball"] not in p.guidance.exclude
     unsure = plan(probs, table, vocab, settings, threshold=0.9)  # not confident enough to require cat ...
@@ -101,6 +102,10 @@ def test_render_replaces_stand_ins_and_fixes_articles():
     assert render("a dog".split(), {}) == ["a", "dog"]
     assert render("a airplane flies over a umbrella and an unicycle".split(), {}) == \
         "an airplane flies over an umbrella and a unicycle".split()
+    # a required word after a number takes its plural; the decoder's own words are left as they are
+    assert render("two rocket are near two dog".split(), {}, {"rocket": "rockets"}) == \
+        "two rockets are near two dog".split()
+    assert render("a rocket".split(), {}, {"rocket": "rockets"}) == ["a", "rocket"]
 
 
 def test_out_of_depth_names_rare_things():
@@ -120,6 +125,38 @@ def test_endings_table():
     assert table["holding"] == "rarely final" and "grass" not in table and "dog" not in table
     assert bad_ending("a man is holding".split()) == "rarely final"
     assert bad_ending("a dog runs on the grass".split()) is None and bad_ending([]) is None
+    assert bad_ending("a boy is holding a red".split()) == "noun missing"      # a pair: "a red" needs its noun
+    assert bad_ending("the car is red".split()) is None and bad_ending("a man is holding a boy".split()) is None
+
+
+def test_a_describing_word_after_an_article_cannot_end():
+    """A toy decoder that most wants to stop after "a red" says the noun first, in greedy, sampled and beam
+    search; after "is red" it may stop. The sampler's distribution is the one SCST scores (`masked_logits`)."""
+    from captioning.search import GenerationRules, beam_search, generation_step, sequential_search
+
+    START, END, A, RED, IS, CAR = 1, 2, 4, 5, 6, 7
+
+    def step(tokens, state, memory):
+        logits = torch.full((tokens.shape[0], 8), -5.0)
+        logits[tokens == START, state[0][tokens == START, 0].long()] = 5.0  # the first word: A or IS
+        logits[:, RED] = torch.where((tokens == A) | (tokens == IS), 5.0, -5.0)
+        logits[tokens == RED, END], logits[tokens == RED, CAR] = 6.0, 3.0
+        logits[tokens == CAR, END] = 6.0
+        return logits.log_softmax(-1), state, torch.ones(tokens.shape[0], 1)
+
+    rules = GenerationRules(never=(3,), start_id=START, end_id=END, no_end_pairs=((A, RED),))
+    kw = dict(start_id=START, end_id=END, max_len=5)
+    for first, expected in ((A, [A, RED, CAR]), (IS, [IS, RED])):
+        state = rules.initial_state((torch.full((1, 1), float(first)),))
+        ruled = generation_step(step, rules)
+        assert sequential_search(ruled, state, None, **kw)[0].token_ids == expected
+        assert beam_search(ruled, state, None, pad_id=0, beam_size=3, **kw)[0][0].token_ids == expected
+        sampled = sequential_search(ruled, state, None, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                                    **kw)
+        assert sampled[0].token_ids[-1] != RED or first == IS
+    logits = torch.zeros(2, 8)
+    masked = rules.masked_logits(logits, torch.tensor([RED, RED]), torch.tensor([A, IS]))
+    assert masked[0, END] == float("-inf") and masked[1, END] == 0.0
 
 
 def test_captions_never_end_badly(vocab):
@@ -146,6 +183,33 @@ def test_captions_never_end_badly(vocab):
     model = tiny_captioner(vocab)
     banned = {vocab.words[i] for i in model.generation_rules.no_end_after}
     assert banned == {w for w in vocab.words if w in no_end_words()} and {"a", "of", "the"} <= banned
+
+
+def test_photos_that_must_say_a_word_keep_fewer_beams_and_their_place_in_the_batch(vocab, monkeypatch):
+    """Constrained search on the photos with a required word keeps `group_beams` beams per group; a batch
+    mixing them with unguided photos gives each photo what captioning it alone gives."""
+    from captioning.guidance import Plan
+    from captioning.search import Guidance
+
+    model = tiny_captioner(vocab)
+    word = vocab.index["circle"] if "circle" in vocab.index else 5
+    required = Plan(Guidance((frozenset({word}),)), (vocab.words[word],))
+    pattern = [Plan(), required, Plan()]
+    monkeypatch.setattr(model, "_plans", lambda probs, guide: [pattern[i % 3] for i in range(len(probs))])
+    feats = random_features(3, seed=7)
+    together = model.caption_features(feats, beam_size=3)
+    alone = [model.caption_features(feats[i:i + 1], beam_size=3)[0] for i in range(3)]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert together[1].guided_by == [vocab.words[word]] and not together[0].guided_by
+    widths, decode = [], model.decode
+
+    def spy(*args, beam_size, guidance=None, **kwargs):
+        widths.append((beam_size, guidance is not None))
+        return decode(*args, beam_size=beam_size, guidance=guidance, **kwargs)
+
+    monkeypatch.setattr(model, "decode", spy)
+    model.caption_features(feats, beam_size=3)
+    assert sorted(widths) == [(2, True), (3, False)]  # the required-word photo alone, 2 beams per group
 
 
 def test_captioner_reports_tags_and_guides(vocab):

@@ -10,7 +10,7 @@ import argparse
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,21 +21,17 @@ from tqdm.auto import tqdm
 
 from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
-from captioning.data.cache import CacheError, FeatureCache
 from captioning.device import resolve_device
 from captioning.encoder_decoder import resolve_checkpoint
-from captioning.images import open_image
 from captioning.training.options import RUN_CONFIG
 
 from .config import QATask, TrainConfig
 from .data import QA, QADataset, normalize
-from .features import BoxFeatures, grid_cache
+from .features import BoxFeatures, Grids, dataset_grids, live_grids, zero_grids
 from .model import BUNDLED_DIR, Answerer, load_answerer, read_question
 from .question_kinds import question_kind
 from .sources import load_sources
 from .vqa_accuracy import vqa_accuracy
-
-Grids = Callable[[Sequence[str]], torch.Tensor]  # image keys -> (B, P, D) encoder grids
 
 
 @dataclass
@@ -130,39 +126,6 @@ class Report:
                                    "per_question_type": self.question_types.to_dict(sorted(self.question_types.total))
                                    ["per_type"]}
         return {**out, "predictions": self.predictions}
-
-
-def cached_grids(cache: Any) -> Grids:
-    """Grids from a `FeatureCache` (float16 on disk -> float32)."""
-    return lambda keys: torch.stack([cache[k] for k in keys]).float()
-
-
-def dataset_grids(encoder: Any, dataset: QADataset, cache_dir: Path, *, device: Any = "cpu",
-                  num_workers: int = 0) -> Grids:
-    """Grids of the dataset's images from the feature cache in `cache_dir`, encoded once when missing.
-
-    A cache built by captioning (`captioning train`, Flickr8k) names its rows by image file stem, not
-    by the QA keys ("v7w:<image_id>"); when such a cache of this encoder (same weights fingerprint)
-    holds every image, it is read as is and nothing is encoded."""
-    used = {q.image: Path(dataset.images[q.image]).stem for q in dataset.questions}
-    try:
-        cache = FeatureCache.open(cache_dir, encoder=encoder)
-    except CacheError:
-        cache = None
-    if cache is not None and not all(k in cache for k in used) and all(s in cache for s in used.values()):
-        return lambda keys: torch.stack([cache[used[k]] for k in keys]).float()
-    return cached_grids(grid_cache(encoder, dataset, cache_dir, device=device, num_workers=num_workers))
-
-
-def zero_grids(model: Answerer) -> Grids:
-    """Zeros in place of every image (the `zero_image` ablation: what the question alone gives)."""
-    shape = (model.encoder.num_positions, model.encoder.channels)
-    return lambda keys: torch.zeros(len(keys), *shape)
-
-
-def live_grids(model: Answerer, images: dict[str, Path]) -> Grids:
-    """Grids computed by the model's encoder (fine-tuned encoders, or no cache)."""
-    return lambda keys: model.encoder.encode_pil([open_image(images[k]) for k in keys])
 
 
 @torch.inference_mode()

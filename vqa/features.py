@@ -1,18 +1,20 @@
 """Frozen-encoder features for question answering: image grids through the captioning
-`FeatureCache` (memory-mapped float16), and pooled box-crop features for pointing questions."""
+`FeatureCache` (memory-mapped float16), the `Grids` providers evaluation and training read (cached, live,
+zeros), and pooled box-crop features for pointing questions."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from captioning.data.cache import FeatureCache, cache_key
+from captioning.data.cache import CacheError, FeatureCache, cache_key
 from captioning.data.records import ImageRecord
 from captioning.encoders import ImageEncoder
 from captioning.images import open_image
@@ -87,3 +89,39 @@ class BoxFeatures:
         (folder / ".index.json.tmp").write_text(json.dumps({"ids": ids}))
         os.replace(folder / ".index.json.tmp", folder / "index.json")  # the index last: it marks completion
         return cls(ids, array)
+
+
+Grids = Callable[[Sequence[str]], torch.Tensor]  # image keys -> (B, P, D) encoder grids
+
+
+def cached_grids(cache: Any) -> Grids:
+    """Grids from a `FeatureCache` (float16 on disk -> float32)."""
+    return lambda keys: torch.stack([cache[k] for k in keys]).float()
+
+
+def dataset_grids(encoder: Any, dataset: QADataset, cache_dir: Path, *, device: Any = "cpu",
+                  num_workers: int = 0) -> Grids:
+    """Grids of the dataset's images from the feature cache in `cache_dir`, encoded once when missing.
+
+    A cache built by captioning (`captioning train`, Flickr8k) names its rows by image file stem, not
+    by the QA keys ("v7w:<image_id>"); when such a cache of this encoder (same weights fingerprint)
+    holds every image, it is read as is and nothing is encoded."""
+    used = {q.image: Path(dataset.images[q.image]).stem for q in dataset.questions}
+    try:
+        cache = FeatureCache.open(cache_dir, encoder=encoder)
+    except CacheError:
+        cache = None
+    if cache is not None and not all(k in cache for k in used) and all(s in cache for s in used.values()):
+        return lambda keys: torch.stack([cache[used[k]] for k in keys]).float()
+    return cached_grids(grid_cache(encoder, dataset, cache_dir, device=device, num_workers=num_workers))
+
+
+def zero_grids(model: Any) -> Grids:
+    """Zeros in place of every image (the `zero_image` ablation: what the question alone gives)."""
+    shape = (model.encoder.num_positions, model.encoder.channels)
+    return lambda keys: torch.zeros(len(keys), *shape)
+
+
+def live_grids(model: Any, images: dict[str, Path]) -> Grids:
+    """Grids computed by the model's encoder (fine-tuned encoders, or no cache)."""
+    return lambda keys: model.encoder.encode_pil([open_image(images[k]) for k in keys])

@@ -41,8 +41,8 @@ from captioning.vocab import Vocabulary, tokenize
 from .config import QATask, TrainConfig, add_config_arguments, given, resolve_config, write_run_config
 from .data import QA, QADataset, normalize, vocabulary_texts
 from .decoder import pack
-from .evaluate import Grids, Report, dataset_grids, evaluate_questions, live_grids, zero_grids
-from .features import BoxFeatures
+from .evaluate import Report, evaluate_questions
+from .features import BoxFeatures, Grids, dataset_grids, live_grids, zero_grids
 from .model import Answerer, read_question
 from .question_kinds import question_kind
 from .sources import load_sources

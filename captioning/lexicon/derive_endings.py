@@ -1,13 +1,17 @@
-"""Regenerate `endings.tsv`: the words after which a caption may not stop.
+"""Regenerate `endings.tsv` and `end_pairs.tsv`: the words, and the word pairs, after which a caption may not stop.
 
     python -m captioning.lexicon.derive_endings --flickr30k results_20130124.token \
-        --karpathy dataset_flickr8k.json --out captioning/lexicon/endings.tsv
+        --karpathy dataset_flickr8k.json --out captioning/lexicon/endings.tsv \
+        --pairs-out captioning/lexicon/end_pairs.tsv
 
 Two sources. The closed classes below (articles, prepositions, conjunctions, determiners and numbers)
 never end an English description. Every other word is judged by how human caption writers use it: a
 word seen at least MIN_COUNT times in the captions that ends fewer than MAX_END_RATE of them is one
 that needs something after it (a verb's object: "holding", "wearing"; an adjective's noun: "young",
-"little"; an auxiliary: "is"). Only the table is committed, never the caption text."""
+"little"; an auxiliary: "is"). Pairs: a word that may end a caption ("the car is red") may not end it
+right after an article or determiner ("holding a red"), when it describes (people write "is red", "is
+running" MIN_PREDICATIVE times or more; not "is boy", so "holding a boy" may end) and human captions end
+fewer than MAX_END_RATE of that pair's uses (at least MIN_COUNT of them). Only the tables are committed, never the caption text."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ DETERMINERS = ("another", "both", "each", "either", "every", "few", "her", "his"
 CLOSED = {"article": ARTICLES, "preposition": PREPOSITIONS, "conjunction": CONJUNCTIONS, "determiner": DETERMINERS}
 MIN_COUNT = 40        # enough uses to judge a word by
 MAX_END_RATE = 0.005  # human captions end on it in under 0.5% of its uses
+MIN_PREDICATIVE = 5   # a pair's word is an adjective or participle: seen this often right after "is"
 
 
 def caption_texts(flickr30k: Path | None, karpathy: Path | None) -> list[list[str]]:
@@ -64,11 +69,25 @@ def derive(captions: list[list[str]]) -> list[tuple[str, str, int, float]]:
     return rows
 
 
+def derive_pairs(captions: list[list[str]], no_end: set[str]) -> list[tuple[str, str, int, float]]:
+    """(opener, word, uses, share of uses that end a caption): noun phrases left without their noun."""
+    openers = set(ARTICLES) | set(DETERMINERS)
+    uses, endings, predicative = Counter(), Counter(), Counter()
+    for words in captions:
+        predicative.update(b for a, b in zip(words, words[1:]) if a == "is")
+        uses.update((a, b) for a, b in zip(words, words[1:]) if a in openers and b not in no_end)
+        if len(words) > 1 and words[-2] in openers:
+            endings[words[-2], words[-1]] += 1
+    return [(a, b, n, endings[a, b] / n) for (a, b), n in sorted(uses.items())
+            if n >= MIN_COUNT and endings[a, b] / n < MAX_END_RATE and predicative[b] >= MIN_PREDICATIVE]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flickr30k", type=Path, help="Flickr30k's results_20130124.token")
     parser.add_argument("--karpathy", type=Path, help="a Karpathy split file; its train captions are read")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--pairs-out", type=Path, help="also write the word pairs a caption may not end on")
     args = parser.parse_args(argv)
     captions = caption_texts(args.flickr30k, args.karpathy)
     rows = derive(captions)
@@ -78,6 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"{w}\t{c}\t{n}\t{r:.4f}" for w, c, n, r in rows]
     args.out.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
     print(f"{args.out}: {len(rows)} words from {len(captions)} captions")
+    if args.pairs_out is not None:
+        pairs = derive_pairs(captions, {w for w, *_ in rows})
+        header = [f"# Word pairs a caption may not end on ({len(pairs)}), derived from {len(captions)} human captions by",
+                  "# python -m captioning.lexicon.derive_endings --pairs-out (see its docstring for the rule).",
+                  "# opener\tword\tuses\tshare of uses that end a caption"]
+        lines = [f"{a}\t{b}\t{n}\t{r:.4f}" for a, b, n, r in pairs]
+        args.pairs_out.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+        print(f"{args.pairs_out}: {len(pairs)} pairs")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Bad endings: "a man in a yellow shirt is holding", "sitting on the". A caption may not stop right after
-a word listed in `endings.tsv` (articles, prepositions, conjunctions, determiners, and the words human
-caption writers almost never end on; `derive_endings.py` says how the list was made). Decoding bans
-<end> after them (`Captioner.generation_rules`); `bad_ending` measures what got through anyway."""
+"""Bad endings: "a man in a yellow shirt is holding", "sitting on the", "holding a red". A caption may not
+stop right after a word listed in `endings.tsv` (articles, prepositions, conjunctions, determiners, and the
+words human caption writers almost never end on), nor on a pair listed in `end_pairs.tsv` (a describing
+word right after an article: "a red", "the smiling"); `derive_endings.py` says how both were made.
+Decoding bans <end> after them (`Captioner.generation_rules`); `bad_ending` measures what got through anyway."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 ENDINGS_FILE = Path(__file__).with_name("endings.tsv")
+PAIRS_FILE = Path(__file__).with_name("end_pairs.tsv")
 
 
 @cache
@@ -23,7 +25,19 @@ def no_end_words() -> dict[str, str]:
     return table
 
 
+@cache
+def no_end_pairs() -> frozenset[tuple[str, str]]:
+    """(word, last word) pairs a caption may not end on: ("a", "red")."""
+    rows = (line.split("\t") for line in PAIRS_FILE.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#"))
+    return frozenset((row[0], row[1]) for row in rows)
+
+
 def bad_ending(tokens: Sequence[str]) -> str | None:
-    """Why a caption's last word cannot end it ("preposition", "rarely final", ...), or None when it can
-    (an empty caption has no ending to judge)."""
-    return no_end_words().get(tokens[-1]) if tokens else None
+    """Why a caption's last word cannot end it ("preposition", "rarely final", "noun missing" after "a red"),
+    or None when it can (an empty caption has no ending to judge)."""
+    if not tokens:
+        return None
+    if tuple(tokens[-2:]) in no_end_pairs():
+        return "noun missing"
+    return no_end_words().get(tokens[-1])
