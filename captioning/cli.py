@@ -15,7 +15,7 @@ from .runtime import passive_openmp
 passive_openmp()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
 
 from .cli_base import OneLineErrorParser, run_command  # noqa: E402
-from .search import DEFAULT_BEAM_SIZE  # noqa: E402
+from .limits import DEFAULT_BEAM_SIZE  # noqa: E402
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -138,9 +138,14 @@ def _fetch(items: list, root: str, announce: bool = True) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .evaluate import get_args_parser as evaluate_parser
-    from .train_config import get_args_parser as train_parser
+HEAVY = ("train", "evaluate", "naming")  # their options are built by modules that import torch
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command`, the options of only that one of the HEAVY commands, so that
+    `captioning --help` and the light commands never wait for torch to import."""
+    def full(name: str) -> bool:
+        return command is None or command == name
 
     parser = OneLineErrorParser(prog="captioning", description="Show, Attend and Tell image captioning.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -148,13 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
 
-    p = sub.add_parser("train", parents=[train_parser(add_help=False), debug], help="train a captioner",
+    if full("train"):
+        from .train_config import get_args_parser as train_parser
+    p = sub.add_parser("train", parents=[*([train_parser(add_help=False)] if full("train") else []), debug],
+                       help="train a captioner",
                        description="Train a captioner. Every option can also be set in a --config YAML "
                                    "(key = option name with underscores); the command line wins.",
                        argument_default=argparse.SUPPRESS)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", parents=[evaluate_parser(add_help=False), debug], help="COCO metrics of a run")
+    if full("evaluate"):
+        from .evaluate import get_args_parser as evaluate_parser
+    p = sub.add_parser("evaluate", parents=[*([evaluate_parser(add_help=False)] if full("evaluate") else []), debug],
+                       help="COCO metrics of a run")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("caption", parents=[debug], help="caption images")
@@ -173,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_caption)
 
-    from .naming import get_args_parser as naming_parser
-
-    p = sub.add_parser("naming", parents=[naming_parser(add_help=False), debug],
+    if full("naming"):
+        from .naming import get_args_parser as naming_parser
+    p = sub.add_parser("naming", parents=[*([naming_parser(add_help=False)] if full("naming") else []), debug],
                        help="how often captions name the labelled thing in photos, with and without guidance")
     p.set_defaults(func=_naming)
 
@@ -207,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(command).parse_args(argv)
     return run_command(args.func, args, debug)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .data.annotations import DatasetError
 from .lexicon.tags import caption_words
-from .search import DEFAULT_BEAM_SIZE
+from .limits import DEFAULT_BEAM_SIZE
 
 if TYPE_CHECKING:  # the command's --help stays quick: torch loads when it runs
     from .model import Captioner, Guide

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-DEFAULT_BEAM_SIZE = 3  # what `caption`, `answer` and the commands use unless told otherwise
+from .limits import DEFAULT_BEAM_SIZE  # noqa: F401  (re-exported: search is where callers look)
 
 Step = Callable[[torch.Tensor, tuple, Any], tuple[torch.Tensor, tuple, torch.Tensor]]
 

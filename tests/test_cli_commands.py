@@ -67,3 +67,19 @@ def test_prepare_shapes_and_download_plan(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["download", "coco", "--root", str(root)]) == 0  # nothing left to fetch: no network needed
     assert "already there" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("package", ["captioning", "vqa"])
+def test_help_is_quick_and_python_dash_m_works(package):
+    """`captioning --help` and `vqa --help` list the commands without importing torch (a cold torch import
+    takes seconds), and `python -m captioning` / `python -m vqa` are the commands."""
+    import subprocess
+    import sys
+
+    probe = (f"import sys\nfrom {package}.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "assert 'torch' not in sys.modules, 'torch imported for --help'\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and "evaluate" in done.stdout
+    module = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0 and f"usage: {package}" in module.stdout
