@@ -89,6 +89,15 @@ def _prepare(args: argparse.Namespace) -> int:
     from .data.flickr8k import prepare_flickr8k
     from .data.shapes import prepare_shapes
 
+    if args.dataset == "captions":
+        from .data.captions_table import prepare_captions
+
+        if not args.source or not args.images:
+            raise ValueError("prepare captions needs --from TABLE (photo<TAB>caption lines) and --images DIR")
+        out = prepare_captions(args.source, args.images, args.out, val_share=args.val_share,
+                               test_share=args.test_share, seed=args.seed, skip_invalid=args.skip_invalid)
+        print(f"wrote {out}")
+        return 0
     if args.dataset == "flickr8k":
         if not args.source:
             raise ValueError("prepare flickr8k needs --from DIR (the folder of Flickr8k.token.txt and its split lists)")
@@ -198,10 +207,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="the averaged model ranks beams by log p / length^this (default: the first checkpoint's)")
     p.set_defaults(func=_average)
 
-    p = sub.add_parser("prepare", parents=[debug], help="write the synthetic shapes set, or a Karpathy JSON of Flickr8k")
-    p.add_argument("dataset", choices=("shapes", "flickr8k"), help="which dataset")
-    p.add_argument("--out", required=True, help="output folder (shapes) or JSON file (flickr8k: dataset_flickr8k.json)")
-    p.add_argument("--from", dest="source", help="flickr8k: the folder of Flickr8k.token.txt and the split lists")
+    p = sub.add_parser("prepare", parents=[debug],
+                       help="write the synthetic shapes set, or a Karpathy JSON of Flickr8k or of your own captions")
+    p.add_argument("dataset", choices=("shapes", "flickr8k", "captions"), help="which dataset")
+    p.add_argument("--out", required=True, help="output folder (shapes) or JSON file (flickr8k, captions)")
+    p.add_argument("--from", dest="source", help="flickr8k: the folder of Flickr8k.token.txt and the split lists; "
+                                                 "captions: a table of 'photo.jpg<TAB>caption' lines (or CSV)")
+    p.add_argument("--images", help="captions: the folder of the photos")
+    p.add_argument("--val-share", type=float, default=0.1, help="captions: share of photos for val (default: 0.1)")
+    p.add_argument("--test-share", type=float, default=0.1, help="captions: share of photos for test (default: 0.1)")
+    p.add_argument("--skip-invalid", action="store_true", help="captions: skip and count bad lines and missing photos")
     p.add_argument("--num-images", type=int, default=1000, help="images, split 80/10/10 (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.set_defaults(func=_prepare)
