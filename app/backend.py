@@ -89,6 +89,31 @@ def list_examples() -> list[Path]:
     return sorted(found, key=lambda p: (p.suffix.lower() == ".png", p.name))
 
 
+def model_world(source: str | None) -> str | None:
+    """"photos" or "shapes" for a bundled model; None for a checkpoint folder, whose world is unknown."""
+    if source not in BUNDLED_ABOUT:
+        return None
+    return "shapes" if "shapes" in source else "photos"
+
+
+def examples_for(source: str | None) -> list[Path]:
+    """The examples the selected captioner knows how to describe: photos for the photo models, scenes for
+    the shapes models, all of them for a checkpoint folder."""
+    world, found = model_world(source), list_examples()
+    if world is None:
+        return found
+    return [p for p in found if (p.suffix.lower() == ".png") == (world == "shapes")]
+
+
+QUESTION_PLACEHOLDERS = {"photos": "e.g. Is there a dog? What is the man holding?",
+                         "shapes": "e.g. what color is the circle?", None: "e.g. What is in the picture?"}
+
+
+def question_placeholder(source: str | None) -> str:
+    """A question of the kind the selected answerer was trained on."""
+    return QUESTION_PLACEHOLDERS[model_world(source)]
+
+
 def example_label(path: Path, longest: int = 34) -> str:
     """A chip-sized label: "photo: cat chelsea", "shapes: a red triangle" (long names end in "…")."""
     kind = "shapes" if path.suffix.lower() == ".png" else "photo"

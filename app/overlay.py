@@ -37,6 +37,16 @@ def most_focused(attention) -> int:
     return int(np.argmax(flat.max(axis=1) / np.maximum(flat.mean(axis=1), 1e-12)))
 
 
+def first_shown(words: Sequence[str], attention) -> int:
+    """The word whose map the page shows first: the first content word ("girl" in "a little girl in a pink
+    dress"), skipping articles, prepositions, conjunctions, determiners and the words that need another after
+    them ("little", "is"; `captioning.lexicon.endings`); the most focused map when every word is such a word."""
+    from captioning.lexicon.endings import no_end_words
+
+    function_words = no_end_words()
+    return next((i for i, w in enumerate(words) if w not in function_words), most_focused(attention))
+
+
 def upsample(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A (h, w) grid map -> (height, width) smooth weights in [0, 1], 1 where attention peaks.
 

@@ -170,12 +170,13 @@ Example photos: scikit-image's sample data (public domain or CC0; sources in `ap
 """)
 
 
-def choose_images() -> list[be.LoadedImage]:
+def choose_images(caption_source: str | None) -> list[be.LoadedImage]:
     left, right = st.columns([3, 2], gap="medium")
     uploads = left.file_uploader("Upload images", type=be.UPLOAD_TYPES, accept_multiple_files=True, key="uploads",
                                  help="JPEG, PNG, WebP, GIF (first frame) or BMP. Drop several at once.")
-    examples = {p.name: p for p in be.list_examples()}
-    picked = right.multiselect("…or try bundled examples", list(examples), key="examples",
+    examples = {p.name: p for p in be.examples_for(caption_source)}  # what the selected captioner knows
+    world = be.model_world(caption_source)
+    picked = right.multiselect("…or try bundled examples", list(examples), key=f"examples-{world}" if world else "examples",
                                format_func=lambda n: be.example_label(examples[n]))
     items = []
     for upload in uploads or []:
@@ -209,7 +210,7 @@ def caption_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | Non
         if words:
             chosen = st.pills(
                 "Where the model looked for the word", list(range(len(words))), format_func=lambda i: words[i],
-                default=overlay.most_focused(result.attention), required=True, wrap=True,
+                default=overlay.first_shown(words, result.attention), required=True, wrap=True,
                 key=f"word-{slot}-{be.digest(result.text.encode())[:8]}")
         if len(result.alternatives) > 1:
             st.markdown("**Beam alternatives**")
@@ -273,13 +274,14 @@ def attention_views(item: be.LoadedImage, result, question: str, heat) -> None:
                  width="content", caption="attention while saying each answer word", alt="answer attention strip")
 
 
-def question_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | None, notice: str) -> None:
+def question_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | None, notice: str,
+                   placeholder: str) -> None:
     if model is None:
         st.info(notice)
         return
     ask, heat = st.columns([1.5, 1], gap="medium")
     with ask:
-        question = st.text_input("Question", key=f"q-{slot}", placeholder="e.g. what color is the circle?")
+        question = st.text_input("Question", key=f"q-{slot}", placeholder=placeholder)
         choices_text = st.text_area("Candidate answers (optional)", key=f"c-{slot}", height=68,
                                     placeholder="red, green, blue (comma or newline separated)")
         if not question.strip():
@@ -310,7 +312,7 @@ def question_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | No
 
 
 def image_card(index: int, item: be.LoadedImage, captioner, caption_key, decoding, answerer, vqa_key,
-               vqa_notice: str) -> None:
+               vqa_notice: str, placeholder: str) -> None:
     slot = f"{index}-{item.digest[:10]}"
     with st.container(border=True):
         st.markdown(f"**{md(item.name)}** &nbsp; <small>{item.size_text}</small>", unsafe_allow_html=True)
@@ -318,7 +320,7 @@ def image_card(index: int, item: be.LoadedImage, captioner, caption_key, decodin
         with caption_tab:
             caption_panel(slot, item, captioner, caption_key, decoding)
         with question_tab:
-            question_panel(slot, item, answerer, vqa_key, vqa_notice)
+            question_panel(slot, item, answerer, vqa_key, vqa_notice, placeholder)
 
 
 def main() -> None:
@@ -349,7 +351,8 @@ def main() -> None:
     if answerer is None:
         vqa_info.caption(vqa_short)
 
-    items = choose_images()
+    items = choose_images(caption_source)
+    placeholder = be.question_placeholder(vqa_source)
     for item in items:
         if item.error:
             st.error(item.error)
@@ -357,7 +360,7 @@ def main() -> None:
     if not items:  # a bad upload already has its error line: no "to begin" prompt under it
         st.info("Upload images (drag and drop works) or pick a bundled example to begin.")
     for index, item in enumerate(good):
-        image_card(index, item, captioner, caption_key, decoding, answerer, vqa_key, vqa_notice)
+        image_card(index, item, captioner, caption_key, decoding, answerer, vqa_key, vqa_notice, placeholder)
 
 
 main()

@@ -21,6 +21,7 @@ from .vocab import Vocabulary
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 DEFAULT_CAPTIONER = "flickr8k"  # what `load_captioner()` and the app load when given no name
+SMALL_IMAGE = 64  # pixels on the shorter side: below this the encoder sees mostly upsampling blur
 FORMAT = "showtell-captioner/1"
 Guide = bool | float | None  # None or True: the model's own threshold; False: off; a float: that threshold
 
@@ -101,6 +102,10 @@ class Captioner(EncoderDecoder):
                                              num_results=num_results, seed=seed, guide=guide)
         finally:
             self.train(was_training)
+        for image, result in zip(images, out, strict=True):
+            if min(image.size) < SMALL_IMAGE:
+                result.notices.append(f"This image is only {image.size[0]}x{image.size[1]} pixels, too small to "
+                                      "say much about: the caption may be wrong.")
         return out
 
     @torch.inference_mode()

@@ -40,6 +40,10 @@ def test_the_sharpest_map_is_shown_first():
     maps = torch.full((3, 4, 4), 1 / 16)
     maps[2, 1, 1] = 0.5
     assert overlay.most_focused(maps) == 2 and overlay.most_focused(torch.zeros(0, 2, 2)) == 0
+    # the page opens on the first content word's map, not on "of" or "little"
+    assert overlay.first_shown("a little girl in a pink dress".split(), maps) == 2
+    assert overlay.first_shown("two dogs of a".split(), maps) == 1
+    assert overlay.first_shown(["of", "the", "a"], maps) == 2  # none: the most focused map
 
 
 def test_flat_attention_is_drawn_flat():

@@ -83,7 +83,7 @@ def test_caption_flow_upload_and_example(page, tiny_checkpoint):
     assert texts(page.subheader) == [r.text for r in expected]
     assert sum("captioned in" in c and "beam 3" in c for c in texts(page.caption)) == 2
     captions = image_captions(page)
-    words, first = expected[0].tokens, overlay.most_focused(expected[0].attention)
+    words, first = expected[0].tokens, overlay.first_shown(expected[0].tokens, expected[0].attention)
     assert f"attention for “{words[first]}” (word {first + 1})" in captions   # the sharpest map first
     assert sum("word by word" in c for c in captions) == 2
     alternatives = page.table[0].value
@@ -253,3 +253,30 @@ def test_bundled_answerer_answers_yes_no_and_what_is_this_on_the_cat(page, monke
     assert asked["What is this?"] == "cat" and "answered from what the encoder's classifier sees" in notes["What is this?"]
     assert (asked["Is there a cat?"], asked["Is there a dog?"]) == ("yes", "no")
     assert asked["Is the cat sleeping?"] in ("yes", "no") and "classifier" not in notes["Is the cat sleeping?"]
+
+
+def test_examples_and_question_placeholder_follow_the_selected_models(page, monkeypatch):
+    """The photo captioner is offered the photos, a shapes captioner the shapes scenes, a checkpoint folder
+    everything; the question box suggests a question of the selected answerer's kind."""
+    from captioning.model import BUNDLED_DIR
+
+    monkeypatch.setattr(be, "CAPTION_BUNDLED_DIR", BUNDLED_DIR)
+    monkeypatch.setenv(be.CAPTION_ENV, "flickr8k")
+    page.run()
+    assert not page.exception
+    photos = page.multiselect(key="examples-photos")
+    assert photos.options and all(o.startswith("photo:") for o in photos.options)  # the format_func labels
+    photos.set_value(["cat-chelsea.jpg"]).run()
+    assert not page.exception and not page.error
+    page.selectbox(key="caption_choice").set_value("shapes-soft").run()
+    scenes = page.multiselect(key="examples-shapes")
+    assert scenes.options and all(o.startswith("shapes:") for o in scenes.options)
+    assert be.examples_for("runs/mine") == be.list_examples()  # a checkpoint folder: every example
+    assert "dog" in be.question_placeholder("flickr8k-qa") and "circle" in be.question_placeholder("easy-vqa-shapes")
+
+
+def test_a_tiny_image_comes_with_a_notice(tiny_checkpoint):
+    model = load_captioner(tiny_checkpoint, pretrained_encoder=False)
+    small, fine = model.caption([Image.new("RGB", (16, 16), "red"), Image.new("RGB", (320, 240), "red")])
+    assert any("16x16" in n and "too small" in n for n in small.notices)
+    assert not any("too small" in n for n in fine.notices)
