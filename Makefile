@@ -4,6 +4,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
+# PyTorch's CPU-only wheels (a few hundred MB) where their index can be reached; PyPI's wheel (CUDA libraries
+# included, several GB) where it cannot. The line after the install says which one came.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PORT ?= 8501
 
 .PHONY: install install-app app test lint bench browser
@@ -14,7 +17,10 @@ install: $(VENV)/.installed
 $(VENV)/.installed-app: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q --index-url $(TORCH_INDEX) --timeout 20 --retries 1 $(TORCH) \
+		|| $(PY) -m pip install -q $(TORCH)
+	@$(PY) -c "import torch; c = torch.version.cuda; print('PyTorch', torch.__version__, '(the CPU-only wheel)' \
+		if c is None else '(PyPI wheel with the CUDA ' + c + ' libraries: no CPU-only wheel was reachable)')"
 	$(PY) -m pip install -q -e .
 	touch $@
 
