@@ -43,7 +43,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("img") / "fine.png"
-    Image.new("RGB", (40, 30), (20, 90, 200)).save(path)
+    Image.new("RGB", (96, 72), (20, 90, 200)).save(path)  # big enough for no "too small" notice
     return path
 
 
