@@ -61,12 +61,21 @@ def regex_tokenized(references: Refs, hypotheses: Hyps, ids: list) -> tuple[dict
     return gts, res
 
 
+def one_line(text: str) -> str:
+    """`text` with every line or paragraph separator (\\r, U+2028, U+0085, ...) made a space: the PTB
+    tokenizer passes captions to Java one per line, so one "\\r" inside a caption would shift every later
+    caption onto another image's references."""
+    return " ".join(str(text).splitlines())
+
+
 def ptb_tokenized(references: Refs, hypotheses: Hyps, ids: list) -> tuple[dict, dict]:
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({i: [{"caption": r} for r in references[i]] for i in ids})
-    res = tokenizer.tokenize({i: [{"caption": hypotheses[i]}] for i in ids})
+    gts = tokenizer.tokenize({i: [{"caption": one_line(r)} for r in references[i]] for i in ids})
+    res = tokenizer.tokenize({i: [{"caption": one_line(hypotheses[i])}] for i in ids})
+    if any(len(gts[i]) != len(references[i]) or len(res[i]) != 1 for i in ids):  # never silently misaligned
+        raise ValueError("the PTB tokenizer returned another number of captions than it was given")
     return gts, res
 
 

@@ -99,3 +99,17 @@ def test_objects_in_another_schema_skip_grounding_with_a_note(tmp_path, capsys):
     record = ImageRecord("x", Path(tmp_path / "x.jpg"), "test", ["a cat"], objects=[{"name": "cat", "bbox": [1, 2]}])
     assert attention_grounding([record], [None], [record]) is None
     assert "grounding score skipped" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not java_available(), reason="the PTB tokenizer needs Java")
+def test_line_breaks_inside_captions_cannot_shift_the_scoring():
+    """A carriage return or U+2028 inside one caption must not move later captions onto other images'
+    references."""
+    refs = {1: ["a dog runs on the grass", "a brown dog\rruns"], 2: ["a cat sleeps on a bed", "a grey cat"],
+            3: ["two men ride bikes", "two cyclists on a road"]}
+    hyps = {1: "a dog\u2028runs on the grass", 2: "a cat sleeps\ron a bed", 3: "two men ride\x85bikes"}
+    broken = score_captions(refs, hyps, spice=False).metrics
+    clean = score_captions(refs, {i: " ".join(h.split()) for i, h in hyps.items()}, spice=False).metrics
+    assert broken == pytest.approx(clean)
+    itself = score_captions(refs, {i: r[0] for i, r in refs.items()}, spice=False).metrics
+    assert itself["Bleu_1"] == pytest.approx(1.0)
