@@ -51,6 +51,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(folder: str | Path, config: dict[str, Any], vocab_json: str,
                     tensors: dict[str, torch.Tensor], extra_files: dict[str, bytes] | None = None) -> Path:
     """Write a complete checkpoint folder atomically (temporary sibling, fsync, rename).
@@ -68,9 +74,12 @@ def save_checkpoint(folder: str | Path, config: dict[str, Any], vocab_json: str,
         (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
         for name, content in extra_files.items():
             (tmp / name).write_bytes(content)
+        mask = _umask()
         for name in (WEIGHTS, VOCAB, CONFIG, *extra_files):
-            with open(tmp / name, "rb") as fh:
+            os.chmod(tmp / name, 0o666 & ~mask)  # readable as any file the user writes (mkdtemp and
+            with open(tmp / name, "rb") as fh:   # safetensors would leave 0600: other users could not load it)
                 os.fsync(fh.fileno())
+        os.chmod(tmp, 0o777 & ~mask)
         _fsync_dir(tmp)
         if folder.exists():  # replace: move the old one aside first, delete it only after the swap
             old = folder.with_name(f".{folder.name}.old")

@@ -15,7 +15,7 @@ from .runtime import passive_openmp
 passive_openmp()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
 
 from .cli_base import OneLineErrorParser, run_command  # noqa: E402
-from .limits import DEFAULT_BEAM_SIZE  # noqa: E402
+from .limits import DEFAULT_BEAM_SIZE, MAX_LEN, check_decoding  # noqa: E402
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -52,10 +52,8 @@ def _caption(args: argparse.Namespace) -> int:
     from .model import load_captioner
 
     device = resolve_device(args.device)
-    if args.beam_size < 1:
-        raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
-    if args.max_len is not None and args.max_len < 1:
-        raise ValueError(f"--max-len must be at least 1, got {args.max_len}")
+    check_decoding(beam_size=args.beam_size, max_len=MAX_LEN if args.max_len is None else args.max_len,
+                   names=("--beam-size", "--max-len"))
     if args.guide_threshold is not None and not 0 < args.guide_threshold <= 1:
         raise ValueError(f"--guide-threshold must be in (0, 1], got {args.guide_threshold}")
     guide = False if not args.guide else args.guide_threshold

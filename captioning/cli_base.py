@@ -18,9 +18,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+def worker_message(message: str) -> str:
+    """A DataLoader worker's error as its own message ("x.jpg: not an image file"), without the "Caught ... in
+    DataLoader worker process 0. Original Traceback ..." wrapper torch puts around it."""
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return message
+    last = [line for line in message.strip().splitlines() if line.strip()][-1]
+    _, sep, rest = last.partition(": ")
+    return rest if sep and " " not in last.split(": ", 1)[0] else last
+
+
 def one_line_error(exc: BaseException) -> str:
     """The message a command prints for `exc`: its first words, the type for unexpected kinds."""
     message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    message = worker_message(message)
     message = " ".join(message.split()) or type(exc).__name__
     if len(message) > 600:  # whatever a hostile file put in it, the error stays one short line
         message = f"{message[:400]} ... {message[-150:]}"

@@ -14,6 +14,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .encoders import create_encoder
 from .lexicon.tags import TABLES, TagTable, tag_table
+from .limits import check_decoding
 from .search import (
     DEFAULT_BEAM_SIZE,
     GenerationRules,
@@ -108,9 +109,7 @@ class EncoderDecoder(nn.Module):
         constrained beam search, also for beam_size 1; sampling ignores it. The one way both products decode."""
         v = self.vocab
         max_len = self.config.max_len if max_len is None else max_len
-        if max_len < 1 or beam_size < 1 or num_results < 1:
-            raise ValueError(f"max_len, beam_size and num_results must be >= 1 "
-                             f"(got {max_len}, {beam_size}, {num_results})")
+        check_decoding(beam_size=beam_size, max_len=max_len, num_results=num_results, temperature=temperature)
         rules = self.generation_rules
         step, state = generation_step(self.decoder.step, rules), rules.initial_state(state)
         if sample or (beam_size == 1 and guidance is None):

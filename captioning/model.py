@@ -16,7 +16,8 @@ from .encoder_decoder import EncoderDecoder
 from .encoder_decoder import resolve_checkpoint as resolve_folder
 from .guidance import TAG_FLOOR, TAGS_SHOWN, GuideSettings, Plan, out_of_depth, plan, render
 from .lexicon.endings import no_end_pairs, no_end_words
-from .search import DEFAULT_BEAM_SIZE, GenerationRules, Hypothesis
+from .limits import DEFAULT_BEAM_SIZE, check_decoding
+from .search import GenerationRules, Hypothesis
 from .vocab import Vocabulary
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -91,6 +92,12 @@ class Captioner(EncoderDecoder):
         None or True at the model's threshold, a number for another threshold, False not at all."""
         if isinstance(images, Image.Image):
             images = [images]
+        check_decoding(beam_size=beam_size, max_len=self.config.max_len if max_len is None else max_len,
+                       num_results=num_results, temperature=temperature)
+        for i, image in enumerate(images):
+            if not isinstance(image, Image.Image):
+                raise TypeError(f"images[{i}] is {type(image).__name__}, not a PIL image "
+                                "(open files with captioning.images.open_image)")
         was_training = self.training
         self.eval()
         out: list[CaptionResult] = []
@@ -113,8 +120,8 @@ class Captioner(EncoderDecoder):
                          temperature: float = 1.0, max_len: int | None = None, length_penalty: float | None = None,
                          num_results: int = 1, seed: int | None = None, guide: Guide = None) -> list[CaptionResult]:
         """Caption from encoder grids (B, P, D), e.g. read from a feature cache."""
-        if num_results < 1:
-            raise ValueError(f"num_results must be >= 1, got {num_results}")
+        check_decoding(beam_size=beam_size, max_len=self.config.max_len if max_len is None else max_len,
+                       num_results=num_results, temperature=temperature)
         features = features.to(self.device, next(self.decoder.parameters()).dtype)
         length_penalty = self.length_penalty if length_penalty is None else length_penalty
         settings = self.guide_settings

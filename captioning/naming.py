@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .data.annotations import DatasetError
 from .lexicon.tags import caption_words
-from .limits import DEFAULT_BEAM_SIZE
+from .limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, whole_number
 
 if TYPE_CHECKING:  # the command's --help stays quick: torch loads when it runs
     from .model import Captioner, Guide
@@ -107,8 +107,7 @@ def main(args: argparse.Namespace) -> dict:
 
     from .model import DEFAULT_CAPTIONER, load_captioner
 
-    if args.beam_size < 1:
-        raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
+    whole_number("--beam-size", args.beam_size, 1, MAX_BEAM_SIZE)
     if args.threads:
         torch.set_num_threads(args.threads)
     labels = read_labels(args.labels)

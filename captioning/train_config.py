@@ -6,6 +6,7 @@ saved flat as RUN/config.yaml, which is itself a valid `--config` (`captioning.t
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from .cells import GATES
 from .config import ATTENTION_KINDS, HARD_INFERENCE, ModelConfig, ReinforceConfig
 from .data.formats import FORMATS
 from .encoders import list_encoders
-from .search import DEFAULT_BEAM_SIZE
+from .limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE
 from .training.options import RUN_CONFIG, ConfigSchema
 
 
@@ -83,6 +84,12 @@ class CaptionTrainConfig:
             raise ValueError(f"--scst-temperature must be positive, got {self.scst_temperature}")
         if not 0 <= self.model.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.model.dropout}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        if not (isinstance(self.lr_decay, (int, float)) and math.isfinite(self.lr_decay) and self.lr_decay > 0):
+            raise ValueError(f"--lr-decay must be a positive number, got {self.lr_decay}")
+        if self.beam_size > MAX_BEAM_SIZE:
+            raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {self.beam_size}")
 
 
 VAL_METRICS = ("bleu4", "cider")

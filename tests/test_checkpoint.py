@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 
 import pytest
@@ -200,3 +201,34 @@ def test_crash_between_renames_recovers_previous_version(tmp_path, vocab):
     os.replace(folder, folder.with_name(".best.old"))  # state right after the first rename of a replace
     assert load_captioner(tmp_path / "run").config == model.config
     assert folder.is_dir()
+
+
+def test_a_saved_checkpoint_is_readable_by_others_as_the_umask_allows(tmp_path, vocab):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert {stat.S_IMODE((folder / n).stat().st_mode) for n in ("config.json", "vocab.json", "model.safetensors")} \
+        == {0o644}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(beam_size=10_000), "beam_size must be between 1 and 64"),
+    (dict(beam_size=2.5), "beam_size must be a whole number"),
+    (dict(beam_size="3"), "beam_size must be a whole number"),
+    (dict(max_len=10**6), "max_len must be between 1 and 200"),
+    (dict(sample=True, temperature=float("nan")), "temperature must be a positive finite number"),
+])
+def test_decoding_arguments_out_of_bounds_are_one_line_errors(vocab, kwargs, message):
+    model = tiny_captioner(vocab)
+    with pytest.raises(ValueError, match=message):
+        model.caption_features(torch.randn(1, 4, 1280), **kwargs)
+
+
+def test_caption_refuses_what_is_not_an_image(vocab):
+    with pytest.raises(TypeError, match=r"images\[0\] is NoneType, not a PIL image"):
+        tiny_captioner(vocab).caption([None])

@@ -83,3 +83,25 @@ def test_help_is_quick_and_python_dash_m_works(package):
     assert "train" in done.stdout and "evaluate" in done.stdout
     module = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True, timeout=120)
     assert module.returncode == 0 and f"usage: {package}" in module.stdout
+
+
+@pytest.mark.parametrize("flag, value, message", [("--lr", "-1", "--lr must be a positive number"),
+                                                   ("--lr-decay", "0", "--lr-decay must be a positive number"),
+                                                   ("--beam-size", "10000", "--beam-size must be at most 64")])
+def test_training_refuses_settings_that_cannot_train(tmp_path, capsys, flag, value, message):
+    assert cli(["train", "--annotations", str(tmp_path / "a.json"), "--images", str(tmp_path),
+                "--out", str(tmp_path / "run"), flag, value]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_a_data_loader_workers_error_is_its_own_message():
+    """torch re-raises a worker's exception with "Caught ... in DataLoader worker process 0. Original
+    Traceback ..." around it: the command prints only the file and the problem."""
+    from captioning.cli_base import one_line_error
+    from captioning.images import ImageLoadError
+
+    wrapped = ImageLoadError("Caught ImageLoadError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                             "call last):\n  File \"/x/worker.py\", line 349, in _worker_loop\n    data = fetcher.fetch"
+                             "(index)\ncaptioning.images.ImageLoadError: /data/photo.jpg: not an image file\n")
+    assert one_line_error(wrapped) == "/data/photo.jpg: not an image file"
+    assert one_line_error(ValueError("plain message")) == "plain message"

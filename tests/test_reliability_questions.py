@@ -131,3 +131,10 @@ def test_notice_and_unk_on_a_typical_bad_question(telling):
     with pytest.raises(QuestionError) as info:
         telling.answer(IMAGE, "?" * 1_000_000)
     assert "no words" in str(info.value) and len(str(info.value)) < 500
+
+
+def test_choices_given_as_one_string_or_by_the_thousand_are_refused(telling):
+    with pytest.raises(QuestionError, match="not one string"):
+        telling.answer(IMAGE, "what color is the circle?", choices="red")
+    with pytest.raises(QuestionError, match="at most 1000"):
+        telling.answer(IMAGE, "what color is the circle?", choices=[f"c{i}" for i in range(1001)])

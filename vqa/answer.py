@@ -9,7 +9,7 @@ import sys
 from captioning.device import resolve_device
 from captioning.figures import attention_figure
 from captioning.images import open_image
-from captioning.search import DEFAULT_BEAM_SIZE
+from captioning.limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, whole_number
 
 from .config import QATask
 from .model import AnswerResult, load_answerer
@@ -27,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> AnswerResult:
-    if args.beam_size < 1:
-        raise ValueError(f"--beam-size must be at least 1, got {args.beam_size}")
+    whole_number("--beam-size", args.beam_size, 1, MAX_BEAM_SIZE)
     model = load_answerer(args.run, resolve_device(args.device))
     image = open_image(args.image, at_least=model.encoder.preprocess.decode_at_least)
     result = model.answer(image, args.question, choices=args.choices, beam_size=args.beam_size)

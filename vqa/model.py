@@ -15,7 +15,8 @@ from PIL import Image
 from captioning.config import shown
 from captioning.encoder_decoder import EncoderDecoder
 from captioning.images import original_size
-from captioning.search import DEFAULT_BEAM_SIZE, Hypothesis
+from captioning.limits import DEFAULT_BEAM_SIZE, MAX_CHOICES
+from captioning.search import Hypothesis
 from captioning.vocab import UNK, Vocabulary, tokenize
 
 from .config import AnswererConfig, QATask
@@ -198,8 +199,14 @@ class Answerer(EncoderDecoder):
         kind = question_kind(question)
         if self.trained_kinds is not None and kind not in self.trained_kinds and not pointing:
             notices.append(f"this model was not trained on {kind!r} questions: its answer is a guess")
+        if isinstance(choices, (str, bytes)):
+            raise QuestionError("choices must be a list of candidate answers, not one string (it would be read "
+                                "letter by letter)")
         if choices is not None and len(choices) == 0:
             raise QuestionError("choices is empty: give at least one candidate, or None for an open-ended answer")
+        if choices is not None and len(choices) > MAX_CHOICES:
+            raise QuestionError(f"{len(choices)} choices: at most {MAX_CHOICES} (each is scored on its own copy "
+                                "of the image grid)")
         if pointing and not choices:
             raise QuestionError("a pointing model picks one of several boxes: give choices as x,y,width,height")
         was_training = self.training
