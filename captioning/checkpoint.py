@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .small_files import read_small_text
+
 CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "model.safetensors"
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch's zip format
 
@@ -119,11 +121,13 @@ def recover(folder: str | Path) -> Path:
 def read_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_text(path, "checkpoint config"))
     except FileNotFoundError:
         raise CheckpointError(f"{folder}: not a checkpoint (no {CONFIG})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupt JSON ({str(exc)[:200]})") from None
+    except ValueError as exc:  # too large, a pipe or a device
+        raise CheckpointError(str(exc)) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return data

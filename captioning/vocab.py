@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .small_files import MAX_VOCAB_BYTES, read_small_text
+
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 
@@ -112,6 +114,12 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
         try:
-            return cls.from_json(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"{path}: invalid vocabulary file: {exc}") from None
+            text = read_small_text(path, "vocabulary file", MAX_VOCAB_BYTES)
+        except ValueError as exc:  # too large, a pipe or a device (UnicodeDecodeError below)
+            if isinstance(exc, UnicodeDecodeError):
+                raise ValueError(f"{path}: invalid vocabulary file: not UTF-8") from None
+            raise
+        try:
+            return cls.from_json(text)
+        except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}: invalid vocabulary file: {str(exc)[:200]}") from None

@@ -22,6 +22,8 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
+from ..small_files import load_yaml, read_small_text
+
 RUN_CONFIG = "config.yaml"
 C = TypeVar("C")
 
@@ -46,11 +48,14 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[Any, Any]:
     """A config file's top-level mapping (empty file: {}); a missing file or bad YAML is one ValueError line."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_small_text(path, "config file"))
     except FileNotFoundError:
         raise ValueError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{path}: invalid YAML ({problem[:200]})") from None
     data = data or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file is a mapping of option: value")
