@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .small_files import read_small_text
+from .vocab import Vocabulary
 
 CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "model.safetensors"
+VOCAB_FINGERPRINT = "vocabulary_sha256"  # the weights' safetensors metadata key
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch's zip format
 
 
@@ -71,7 +73,8 @@ def save_checkpoint(folder: str | Path, config: dict[str, Any], vocab_json: str,
         raise ValueError(f"invalid extra checkpoint file names: {sorted(extra_files)}")
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS),
+                  metadata={VOCAB_FINGERPRINT: Vocabulary.from_json(vocab_json).fingerprint})
         (tmp / VOCAB).write_text(vocab_json, encoding="utf-8")
         (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
         for name, content in extra_files.items():
@@ -137,15 +140,36 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{folder}: not a checkpoint (no {WEIGHTS})")
+    _refuse_pickle(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exc})") from None
+
+
+def _refuse_pickle(path: Path) -> None:
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head[:1] == PICKLE_MAGIC[0] or head == PICKLE_MAGIC[1]:
         raise CheckpointError(f"{path}: this is a pickle/torch.save file; refusing to unpickle it "
                               "(checkpoints must be safetensors)")
+
+
+def check_vocabulary(folder: str | Path, vocab: Vocabulary) -> None:
+    """The weights were saved with this vocabulary, word for word (checkpoints from before the fingerprint
+    carry none and pass)."""
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: not a checkpoint (no {WEIGHTS})")
+    _refuse_pickle(path)
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            saved = (f.metadata() or {}).get(VOCAB_FINGERPRINT)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exc})") from None
+    if saved is not None and saved != vocab.fingerprint:
+        raise CheckpointError(f"{Path(folder) / VOCAB}: not the vocabulary these weights were trained with "
+                              "(its words differ or are in another order)")
 
 
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path,

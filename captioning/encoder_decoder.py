@@ -149,6 +149,7 @@ class EncoderDecoder(nn.Module):
         except (KeyError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
         vocab = Vocabulary.load(folder / ckpt.VOCAB)
+        ckpt.check_vocabulary(folder, vocab)
         ckpt.check_fits_memory(config.decoder_parameters(len(vocab)), folder / ckpt.CONFIG)
         encoder_saved = meta.get("encoder_weights") == "saved"
         try:
@@ -164,4 +165,23 @@ class EncoderDecoder(nn.Module):
         # a classifier head is rebuilt with the pretrained trunk; checkpoints from before heads lack it
         optional = ("encoder.head.",) if encoder_saved or not model.encoder.frozen else ("encoder.",)
         ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)
-        return model.to(device).eval()
+        if model.generates_words:
+            model.eval()._check_one_step(folder)
+        return model.eval().to(device)
+
+    @property
+    def generates_words(self) -> bool:
+        """Whether `decode` can run (a pointing answerer only scores boxes)."""
+        return True
+
+    @torch.no_grad()
+    def _check_one_step(self, folder: Path) -> None:
+        """Finite weights can still be absurd (all multiplied by 1e30): then the first step's logits are not
+        finite, and decoding would print <pad>s. Refuse such a checkpoint at load, by name."""
+        grid = torch.zeros(1, self.encoder.num_positions, self.encoder.channels,
+                           dtype=next(self.decoder.parameters()).dtype)
+        start = torch.full((1,), self.vocab.start_id, dtype=torch.long)
+        log_probs, _, _ = self.decoder.step(start, self.decoder.init_state(grid), self.decoder.memory(grid))
+        if not bool(torch.isfinite(log_probs.float()).any()) or bool(torch.isnan(log_probs).any()):
+            raise ckpt.CheckpointError(f"{folder / ckpt.WEIGHTS}: the weights give no finite word scores "
+                                       "(values far outside any trained model's)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -89,6 +90,12 @@ class Vocabulary:
                 continue
             out.append(self.words[i] if 0 <= i < len(self.words) else UNK)
         return out
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the words in order: saved in the weights' metadata, so a vocab.json whose words were
+        reordered or swapped is caught at load (the weights' rows belong to the words by position)."""
+        return hashlib.sha256(json.dumps(self.words, ensure_ascii=False).encode("utf-8")).hexdigest()
 
     def to_json(self) -> str:
         data: dict = {"words": self.words}

@@ -150,7 +150,7 @@ def test_vocabulary_mismatch(tmp_path, vocab):
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     words = json.loads((folder / "vocab.json").read_text())["words"]
     (folder / "vocab.json").write_text(json.dumps({"words": words + ["extra"]}))
-    with pytest.raises(CheckpointError, match="do not match"):
+    with pytest.raises(CheckpointError, match="not the vocabulary these weights were trained with"):
         load_captioner(folder)
 
 
@@ -232,3 +232,28 @@ def test_decoding_arguments_out_of_bounds_are_one_line_errors(vocab, kwargs, mes
 def test_caption_refuses_what_is_not_an_image(vocab):
     with pytest.raises(TypeError, match=r"images\[0\] is NoneType, not a PIL image"):
         tiny_captioner(vocab).caption([None])
+
+
+def test_a_reordered_vocabulary_is_refused(tmp_path, vocab):
+    """The weights' rows belong to the words by position: swapping two words of vocab.json would write the
+    wrong words without a word of warning. The weights carry the vocabulary's fingerprint."""
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    data = json.loads((folder / "vocab.json").read_text())
+    data["words"][5], data["words"][6] = data["words"][6], data["words"][5]
+    (folder / "vocab.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="not the vocabulary these weights were trained with"):
+        load_captioner(folder, pretrained_encoder=False)
+
+
+def test_finite_but_absurd_weights_are_refused_at_load(tmp_path, vocab):
+    from safetensors.torch import load_file, save_file
+
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    weights = load_file(str(folder / WEIGHTS))
+    from safetensors import safe_open
+    with safe_open(str(folder / WEIGHTS), framework="pt") as f:
+        metadata = f.metadata()
+    save_file({k: v * 1e30 if v.is_floating_point() else v for k, v in weights.items()}, str(folder / WEIGHTS),
+              metadata=metadata)
+    with pytest.raises(CheckpointError, match="no finite word scores"):
+        load_captioner(folder, pretrained_encoder=False)

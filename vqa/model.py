@@ -122,6 +122,10 @@ class Answerer(EncoderDecoder):
         return super().save(folder, {"tags": self.tag_settings.to_dict(), **kinds, **(extra or {})}, extra_files)
 
     # ---- batched building blocks (evaluation, training validation) ---------------------------
+    @property
+    def generates_words(self) -> bool:
+        return self.config.task != QATask.POINTING
+
     def answer_ids(self, text: str) -> list[int]:
         return self.vocab.encode(text, add_start_end=False)[:self.config.max_len]
 
