@@ -46,6 +46,7 @@ from .training import (
     epoch_batches,
     finished_message,
     prepare_run_folder,
+    run_folder_lock,
     saved_state,
     setup_distributed,
 )
@@ -130,7 +131,8 @@ def main(args: argparse.Namespace) -> TrainerState:
     run_dir = Path(args.out).absolute()
     d, device = setup_distributed(config.device)
     try:
-        return train(config, run_dir, d, device)
+        with run_folder_lock(run_dir, d.main):
+            return train(config, run_dir, d, device)
     finally:
         d.close()
 

@@ -105,3 +105,17 @@ def test_a_data_loader_workers_error_is_its_own_message():
                              "(index)\ncaptioning.images.ImageLoadError: /data/photo.jpg: not an image file\n")
     assert one_line_error(wrapped) == "/data/photo.jpg: not an image file"
     assert one_line_error(ValueError("plain message")) == "plain message"
+
+
+def test_a_run_folder_in_use_is_refused_by_a_second_training(tmp_path, capsys):
+    """Two `train --out SAME` at once would interleave their checkpoints: the second says who holds it."""
+    from captioning.training import run_folder_lock
+
+    run = tmp_path / "run"
+    with run_folder_lock(run):
+        assert cli(["train", "--annotations", str(tmp_path / "a.json"), "--images", str(tmp_path),
+                    "--out", str(run)]) == 1
+        err = capsys.readouterr().err
+        assert "in use by another training run (pid" in err and err.count("\n") == 1
+    with run_folder_lock(run):  # released when the first holder is done
+        pass

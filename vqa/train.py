@@ -34,6 +34,7 @@ from captioning.training import (
     epoch_batches,
     finished_message,
     prepare_run_folder,
+    run_folder_lock,
     saved_state,
 )
 from captioning.vocab import Vocabulary, tokenize
@@ -138,6 +139,12 @@ class AnswerHooks(Hooks):
 
 def main(args: argparse.Namespace) -> TrainerState:
     run_dir = Path(args.out).absolute()
+    with run_folder_lock(run_dir):
+        return train_in(run_dir, args)
+
+
+def train_in(run_dir: Path, args: argparse.Namespace) -> TrainerState:
+    """`main` for a run folder this process holds."""
     prepare_run_folder(run_dir)
     last = run_dir / "last"
     resuming = can_resume(last)

@@ -14,6 +14,7 @@ from .state import (
     load_state,
     prepare_run_folder,
     recover_folder,
+    run_folder_lock,
     saved_state,
     state_files,
 )
@@ -21,5 +22,5 @@ from .trainer import Hooks, Trainer, TrainerSettings, Validation
 
 __all__ = ["RUN_CONFIG", "TRAINER_JSON", "TRAINER_TENSORS", "ConfigSchema", "Dist", "Hooks", "Trainer",
            "TrainerSettings", "TrainerState", "TrainingError", "Validation", "can_resume", "epoch_batches",
-           "finished_message", "load_state", "prepare_run_folder", "read_yaml_mapping", "recover_folder",
+           "finished_message", "load_state", "prepare_run_folder", "run_folder_lock", "read_yaml_mapping", "recover_folder",
            "saved_state", "setup_distributed", "state_files"]

@@ -4,10 +4,13 @@ atomically, so rerunning the same command resumes, also after a kill -9."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +21,15 @@ from safetensors.torch import save as save_tensors
 
 from .. import checkpoint as ckpt
 
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no lock
+    fcntl = None
+
 TRAINER_JSON, TRAINER_TENSORS = "trainer.json", "trainer.safetensors"
+
+
+LOCK_FILE = "train.lock"  # who trains in this folder now (pid, start time)
 
 
 class TrainingError(RuntimeError):
@@ -120,6 +131,30 @@ def prepare_run_folder(run_dir: Path, main: bool = True) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         recover_folder(run_dir / "last")
         recover_folder(run_dir / "best")
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path, main: bool = True) -> Iterator[None]:
+    """One training run per run folder: a second `train --out SAME` while the first runs would interleave
+    their checkpoints. An exclusive lock on RUN/train.lock (released when the run ends, however it ends: the
+    system drops it with the process); the second says who holds it."""
+    if not main or fcntl is None:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise TrainingError(f"{run_dir}: in use by another training run ({holder}); wait for it to end "
+                                "or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def can_resume(last: Path) -> bool:
