@@ -11,6 +11,11 @@ from pathlib import Path
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 64_000_000  # ~8000 x 8000; larger images are refused before their pixels are decoded
+MAX_DECODED_BYTES = 256 * 2**20  # pixels x bytes per pixel: a 16-bit RGBA image needs 8 bytes a pixel
+MAX_ASPECT = 10_000      # longer side / shorter side: a 1 x 64,000,000 strip costs gigabytes to resize
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+                   "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2,
+                   "I;16N": 2}
 MAX_FILE_BYTES = 100 * 1024 * 1024
 # What callers that shrink photos ask `open_image` to keep (`at_least`): above every bundled encoder's input
 # (at most 320 px) and the app's 448 px preview; the commands take the larger of this and their model's input.
@@ -64,6 +69,14 @@ ORIGINAL_SIZE_KEY = "showtell_original_size"
 SWAPPED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
 
 
+def _raw_mode(image: Image.Image) -> str:
+    """The file's own pixel layout ("RGBA;16B" for a 16-bit PNG, which PIL decodes through 8 bytes a pixel)."""
+    args = image.tile[0][3] if getattr(image, "tile", None) else None
+    if isinstance(args, tuple):
+        args = args[0] if args else None
+    return args if isinstance(args, str) else ""
+
+
 def _decode(data: bytes, label: str, max_pixels: int, at_least: int | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -75,6 +88,13 @@ def _decode(data: bytes, label: str, max_pixels: int, at_least: int | None = Non
                                      f"limit {max_pixels:,})")
             if width < 1 or height < 1:
                 raise ImageLoadError(f"{label}: image has no pixels ({width}x{height})")
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise ImageLoadError(f"{label}: image too narrow ({width}x{height}; sides at most "
+                                     f"{MAX_ASPECT:,} to 1)")
+            depth = BYTES_PER_PIXEL.get(image.mode, 4) * (2 if ";16" in _raw_mode(image) else 1)
+            if width * height * depth > MAX_DECODED_BYTES:
+                raise ImageLoadError(f"{label}: image too large to decode ({width}x{height} {image.mode}, "
+                                     f"{width * height * depth / 2**20:,.0f} MiB; limit {MAX_DECODED_BYTES // 2**20} MiB)")
             image.seek(0)  # animated GIF/WebP/PNG: the first frame
             if at_least is not None and image.format == "JPEG":
                 image.draft(None, (at_least, at_least))

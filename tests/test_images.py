@@ -180,3 +180,29 @@ def test_damaged_real_images_never_crash(fmt, width, height, cut, data):
         assert "damaged" in str(exc)
     else:
         usable(result)
+
+
+def _png_header(width: int, height: int, bit_depth: int = 16) -> bytes:
+    """A valid PNG signature and header of any size, with an empty image stream: what a 560 KB file of
+    zeros compresses to, without the test writing it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 6, 0, 0, 0)  # colour type 6: RGBA
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size, problem", [((1, 63_999_999), "too narrow"), ((63_999_999, 1), "too narrow"),
+                                           ((6000, 6000), "too large to decode")])
+def test_images_within_the_pixel_limit_that_still_need_gigabytes_are_refused(size, problem):
+    """Issue 27: a 16-bit RGBA strip of 1 x 63,999,999 pixels is under the 64-megapixel limit yet peaked at
+    4.2 GB; limits by side ratio and by decoded bytes refuse it before any pixel is decoded."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(ImageLoadError, match=problem):
+        open_image(_png_header(*size), name="strip.png")
+    assert time.monotonic() - start < 1
