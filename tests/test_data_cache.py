@@ -128,3 +128,33 @@ def test_unreadable_images_stop_the_build_or_are_skipped(records, encoder, tmp_p
         for record in broken[:2] + broken[3:]:
             expected = encoder.encode_pil([open_image(record.path)])[0]
             torch.testing.assert_close(cache[record.image_id].float(), expected, atol=1e-2, rtol=1e-2)
+
+
+def test_another_folders_image_of_the_same_name_is_encoded_again(records, encoder, tmp_path):
+    """Issue 27: the cache was keyed by image id only, so evaluating on another folder with the same file
+    names (all-black images) scored the training images' features. Rows now carry the file's size and mtime."""
+    import dataclasses
+    import os
+
+    from PIL import Image
+
+    cache = FeatureCache.build(encoder, records, tmp_path / "c", batch_size=5, num_workers=0, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    black = []
+    for record in records[:3]:
+        path = other / record.path.name
+        Image.new("RGB", (64, 64), "black").save(path)
+        os.utime(path, ns=(1, 1))
+        black.append(dataclasses.replace(record, path=path))
+    assert not cache.fresh(black[0].image_id, black[0].path) and cache.fresh(records[0].image_id, records[0].path)
+    seen = _count_images(encoder)
+    again = FeatureCache.build(encoder, black, tmp_path / "c", batch_size=5, num_workers=0, progress=False)
+    assert sum(seen) == 3  # encoded again, not reused
+    with torch.inference_mode():
+        expected = encoder.encode_pil([open_image(black[0].path)])[0]
+    torch.testing.assert_close(again[black[0].image_id].float(), expected, atol=1e-2, rtol=1e-2)
+    assert again.fresh(black[0].image_id, black[0].path)
+    seen.clear()
+    FeatureCache.build(encoder, black, tmp_path / "c", batch_size=5, num_workers=0, progress=False)
+    assert sum(seen) == 0  # and now reused

@@ -111,7 +111,8 @@ def dataset_grids(encoder: Any, dataset: QADataset, cache_dir: Path, *, device: 
         cache = FeatureCache.open(cache_dir, encoder=encoder)
     except CacheError:
         cache = None
-    if cache is not None and not all(k in cache for k in used) and all(s in cache for s in used.values()):
+    if cache is not None and not all(k in cache for k in used) and \
+            all(cache.fresh(s, dataset.images[k]) for k, s in used.items()):
         return lambda keys: torch.stack([cache[used[k]] for k in keys]).float()
     return cached_grids(grid_cache(encoder, dataset, cache_dir, device=device, num_workers=num_workers))
 

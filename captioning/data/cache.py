@@ -68,10 +68,20 @@ def _read_index(folder: Path) -> dict[str, Any]:
     return index
 
 
-def _write_index(folder: Path, meta: dict[str, Any], ids: list[int | str]) -> None:
+def image_stamp(path: str | os.PathLike) -> list[int] | None:
+    """[size, mtime in ns] of an image file: a row is reused only for the file it was computed from (another
+    folder's photo of the same name, or the photo changed, is encoded again). None when it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _write_index(folder: Path, meta: dict[str, Any], ids: list[int | str], stamps: list) -> None:
     tmp = folder / (INDEX + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({**meta, "ids": ids}, f)
+        json.dump({**meta, "ids": ids, "stamps": stamps}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / INDEX)
@@ -86,8 +96,11 @@ class FeatureCache:
 
     def __init__(self, path: Path, index: dict[str, Any]):
         self.path = Path(path)
-        self.meta = {k: v for k, v in index.items() if k != "ids"}
+        self.meta = {k: v for k, v in index.items() if k not in ("ids", "stamps")}
         self.ids: list[int | str] = list(index["ids"])
+        stamps = index.get("stamps")  # caches from before stamps: rows are trusted as they are
+        self.stamps: list = list(stamps) if isinstance(stamps, list) and len(stamps) == len(self.ids) \
+            else [None] * len(self.ids)
         self._rows = {image_id: row for row, image_id in enumerate(self.ids)}
         size = (self.path / DATA).stat().st_size if (self.path / DATA).exists() else 0
         if size < len(self.ids) * _row_bytes(self.meta):
@@ -104,6 +117,13 @@ class FeatureCache:
 
     def __contains__(self, image_id: object) -> bool:
         return image_id in self._rows
+
+    def fresh(self, image_id: int | str, path: str | os.PathLike) -> bool:
+        """The cache holds `image_id`, computed from the file at `path` as it is now (same size and mtime)."""
+        if image_id not in self._rows:
+            return False
+        stamp = self.stamps[self._rows[image_id]]
+        return stamp is None or list(stamp) == image_stamp(path)
 
     def __getitem__(self, image_id: int | str) -> torch.Tensor:
         if image_id not in self._rows:
@@ -136,21 +156,27 @@ class FeatureCache:
         return cls(folder, index)
 
     @classmethod
-    def _pending(cls, folder: Path, meta: dict, records: Sequence[ImageRecord]) -> tuple[list, list[ImageRecord]]:
-        """(ids the cache in `folder` holds, records whose images it still lacks)."""
+    def _pending(cls, folder: Path, meta: dict, records: Sequence[ImageRecord]) -> tuple[list, list, list[ImageRecord]]:
+        """(ids the cache in `folder` holds, their stamps, records whose images it lacks or holds from another
+        file: another folder's image of the same name, or a changed one, is encoded again into a new row)."""
         ids: list[int | str] = []
+        stamps: list = []
+        cache = None
         if (folder / INDEX).exists():
             index = _read_index(folder)
             if index.get("key") != meta["key"]:
                 raise CacheError(f"{folder}: holds features of {index.get('key')}, not of {meta['key']}")
-            ids = cls(folder, index).ids  # also checks the data file is long enough
-        done = set(ids)
+            cache = cls(folder, index)  # also checks the data file is long enough
+            ids, stamps = cache.ids, cache.stamps
+        done: set = set()
         todo: list[ImageRecord] = []
         for record in records:
-            if record.image_id not in done:
-                done.add(record.image_id)
+            if record.image_id in done:
+                continue
+            done.add(record.image_id)
+            if cache is None or not cache.fresh(record.image_id, record.path):
                 todo.append(record)
-        return ids, todo
+        return ids, stamps, todo
 
     @classmethod
     def build(cls, encoder: torch.nn.Module, records: Sequence[ImageRecord], cache_dir: str | os.PathLike, *,
@@ -166,10 +192,10 @@ class FeatureCache:
         if not (folder / INDEX).exists():
             folder = folder / meta["key"]
         folder.mkdir(parents=True, exist_ok=True)
-        ids, todo = cls._pending(folder, meta, records)
+        ids, stamps, todo = cls._pending(folder, meta, records)
         if not todo:
             if not (folder / INDEX).exists():
-                _write_index(folder, meta, ids)
+                _write_index(folder, meta, ids, stamps)
             return cls.open(folder)
 
         # Rows past len(ids) are not trusted: they are (re)written in order, then committed.
@@ -182,11 +208,12 @@ class FeatureCache:
         loader = DataLoader(PixelDataset(todo, encoder.preprocess), batch_size=batch_size, num_workers=num_workers,
                             collate_fn=collate_pixels, pin_memory=device.type == "cuda")
         written: list[int | str] = []  # ids of rows base, base + 1, ... in order
+        written_stamps: list = []
         skipped: list[str] = []
 
         def commit() -> None:
             array.flush()
-            _write_index(folder, meta, [*ids, *written])
+            _write_index(folder, meta, [*ids, *written], [*stamps, *written_stamps])
 
         was_training = encoder.training
         home = next(encoder.parameters()).device
@@ -212,6 +239,7 @@ class FeatureCache:
                         row = base + len(written)
                         array[row: row + len(positions)] = features.to("cpu", torch.float16).numpy()
                         written += [todo[i].image_id for i in positions]
+                        written_stamps += [image_stamp(todo[i].path) for i in positions]
                     bar.update(len(positions) + len(errors))
                     if time.monotonic() - last_commit > commit_seconds:
                         commit()
