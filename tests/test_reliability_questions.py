@@ -138,3 +138,11 @@ def test_choices_given_as_one_string_or_by_the_thousand_are_refused(telling):
         telling.answer(IMAGE, "what color is the circle?", choices="red")
     with pytest.raises(QuestionError, match="at most 1000"):
         telling.answer(IMAGE, "what color is the circle?", choices=[f"c{i}" for i in range(1001)])
+
+
+def test_decoding_bounds_apply_to_answers_too(telling):
+    """max_len=0 was taken as "the default"; a beam of 10,000 allocated gigabytes."""
+    with pytest.raises(ValueError, match="max_len must be between 1 and 200"):
+        telling.answer(IMAGE, "what color is the circle?", max_len=0)
+    with pytest.raises(ValueError, match="beam_size must be between 1 and 64"):
+        telling.answer(IMAGE, "what color is the circle?", beam_size=10_000)

@@ -155,7 +155,7 @@ class Answerer(EncoderDecoder):
         v = self.vocab
         seq = pack(questions, None, start_id=v.start_id, end_id=v.end_id).to(features.device)
         state, memory, _ = self.decoder.encode(features, seq)
-        return self.decode(state, memory, beam_size=beam_size, max_len=max_len or self.config.max_len,
+        return self.decode(state, memory, beam_size=beam_size, max_len=self.config.max_len if max_len is None else max_len,
                            num_results=num_results)
 
     def yes_no(self, features: torch.Tensor, questions: list[list[int]]) -> list[str] | None:
