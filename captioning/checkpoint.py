@@ -172,6 +172,22 @@ def check_vocabulary(folder: str | Path, vocab: Vocabulary) -> None:
                               "(its words differ or are in another order)")
 
 
+def check_shapes(folder: str | Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """The weights file's tensor shapes (read from its header, no tensor loaded) match the model the config
+    describes (`expected`, built on the meta device): a config at its bounds' maxima with a small weights
+    file is refused before gigabytes are allocated for a model that could not be filled."""
+    path = Path(folder) / WEIGHTS
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exc})") from None
+    wrong = [f"{k} {found[k]} vs {expected[k]}" for k in found if k in expected and found[k] != expected[k]]
+    if wrong:
+        raise CheckpointError(f"{path}: weights do not match the config: {len(wrong)} tensors of another shape "
+                              f"(e.g. {wrong[0]})")
+
+
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path,
               optional_prefixes: tuple[str, ...] = ()) -> None:
     """Copy `tensors` into `module`, naming every mismatch; keys under `optional_prefixes` may be absent."""

@@ -50,6 +50,9 @@ def resolve_checkpoint(path: str | os.PathLike, bundled_dir: Path) -> Path:
                                f"{ckpt.WEIGHTS}) and holds no best/ or last/ checkpoint")
 
 
+PRECHECK_PARAMETERS = 50_000_000  # above this many decoder weights, shapes are compared before the build
+                                  # (a meta-device build costs about 1.5 s the first time in a process)
+
 class EncoderDecoder(nn.Module):
     """An encoder from `create_encoder` and a decoder built on its channels; subclasses name their
     config and decoder types, checkpoint format and bundled-model folder."""
@@ -152,6 +155,10 @@ class EncoderDecoder(nn.Module):
         ckpt.check_vocabulary(folder, vocab)
         ckpt.check_fits_memory(config.decoder_parameters(len(vocab)), folder / ckpt.CONFIG)
         encoder_saved = meta.get("encoder_weights") == "saved"
+        if config.decoder_parameters(len(vocab)) > PRECHECK_PARAMETERS:  # costly to build: check shapes first
+            shapes = cls._meta_shapes(config, vocab)
+            if shapes is not None:
+                ckpt.check_shapes(folder, shapes)
         try:
             model = cls(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
         except (TypeError, ValueError) as exc:  # e.g. an unknown encoder or a non-integer size in config.json
@@ -168,6 +175,17 @@ class EncoderDecoder(nn.Module):
         if model.generates_words:
             model.eval()._check_one_step(folder)
         return model.eval().to(device)
+
+    @classmethod
+    def _meta_shapes(cls, config: Any, vocab: Vocabulary) -> dict[str, tuple[int, ...]] | None:
+        """Every tensor's shape in the model `config` describes, built on the meta device (no memory); None
+        when a part cannot be built there (the full build then reports any mismatch)."""
+        try:
+            with torch.device("meta"):
+                model = cls(config, vocab, pretrained_encoder=False)
+        except Exception:  # noqa: BLE001 (a precheck only)
+            return None
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
     @property
     def generates_words(self) -> bool:

@@ -257,3 +257,18 @@ def test_finite_but_absurd_weights_are_refused_at_load(tmp_path, vocab):
               metadata=metadata)
     with pytest.raises(CheckpointError, match="no finite word scores"):
         load_captioner(folder, pretrained_encoder=False)
+
+
+def test_a_config_at_its_maxima_with_small_weights_is_refused_before_building(tmp_path, vocab):
+    """Issue 27: config.json inside its bounds but at their maxima and a tiny weights file allocated 3 GB
+    before the mismatch was found. The weights' header is compared with a model built on the meta device."""
+    import time
+
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    config["model"].update(hidden_dim=4096, attention_dim=4096, embed_dim=4096, num_layers=4)
+    (folder / "config.json").write_text(json.dumps(config))
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="weights do not match the config: .* tensors of another shape"):
+        load_captioner(folder, pretrained_encoder=False)
+    assert time.monotonic() - start < 5  # the shapes are compared on the meta device, nothing is allocated
