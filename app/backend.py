@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from captioning.images import DECODE_AT_LEAST, ImageLoadError, open_image, original_size
+from captioning.images import DECODE_AT_LEAST, ImageLoadError, open_image, original_size, shrunk_copy
 from captioning.model import BUNDLED_DIR as CAPTION_BUNDLED_DIR
 from captioning.model import resolve_checkpoint
 from captioning.search import DEFAULT_BEAM_SIZE
@@ -74,7 +74,9 @@ def load_image_bytes(name: str, data: bytes, key: str | None = None) -> LoadedIm
     """Decode uploaded bytes; a bad file gives `error` (one line), never an exception."""
     key = key or digest(data)
     try:
-        image = open_image(data, name=name, at_least=DECODE_AT_LEAST)  # a phone photo decodes 4x faster
+        # a phone photo decodes 4x faster at a reduced scale; a huge PNG is shrunk after decoding, so the cache
+        # of uploads holds what the models and the page need, not 8000x8000 pixels each
+        image = shrunk_copy(open_image(data, name=name, at_least=DECODE_AT_LEAST))
         preview = display_copy(image)
     except ImageLoadError as exc:
         return LoadedImage(name, key, len(data), None, None, str(exc))

@@ -60,6 +60,19 @@ def open_image(source: str | os.PathLike | bytes | io.IOBase, name: str | None =
         raise ImageLoadError(f"{label}: cannot read file ({exc.strerror or exc})") from None
 
 
+def shrunk_copy(image: Image.Image, at_least: int = DECODE_AT_LEAST) -> Image.Image:
+    """`image` reduced by a whole factor while both sides stay at least `at_least` pixels (what every model
+    here and the previews need), remembering its `original_size`: the app keeps this, not 8000x8000 pixels
+    per upload."""
+    factor = min(image.size) // at_least
+    if factor < 2:
+        return image
+    size = original_size(image)
+    small = image.reduce(factor)
+    small.info[ORIGINAL_SIZE_KEY] = size
+    return small
+
+
 def original_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) of the upright image as the file holds it, before any reduced-scale decoding."""
     return image.info.get(ORIGINAL_SIZE_KEY, image.size)

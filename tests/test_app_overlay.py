@@ -13,6 +13,7 @@ from PIL import Image
 
 from app import backend as be
 from app import overlay
+from captioning.images import original_size
 
 
 def scene(size=(96, 64)) -> Image.Image:
@@ -141,3 +142,17 @@ def test_transparent_areas_of_an_upload_stay_light_under_the_attention_overlay()
     assert item.preview.getpixel((75, 50)) == (255, 255, 255)
     flat = overlay.heatmap(item.preview, np.full((7, 7), 1 / 49, np.float32))
     assert min(flat.getpixel((75, 50))) > 100
+
+
+def test_a_huge_upload_is_kept_at_the_size_the_models_need():
+    """Issue 27: the page's upload cache held every decoded upload at full size (20 PNGs of 8000x8000:
+    5.7 GB). It keeps a copy whose shorter side is 640-1279 px, and remembers the file's size."""
+    import io
+
+    big, small = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (3000, 2000), (10, 120, 30)).save(big, "PNG")
+    Image.new("RGB", (400, 300), (10, 120, 30)).save(small, "PNG")
+    loaded = be.load_image_bytes("big.png", big.getvalue())
+    assert loaded.error is None and 640 <= min(loaded.image.size) < 1280
+    assert original_size(loaded.image) == (3000, 2000)
+    assert be.load_image_bytes("small.png", small.getvalue()).image.size == (400, 300)
