@@ -158,3 +158,19 @@ def test_another_folders_image_of_the_same_name_is_encoded_again(records, encode
     seen.clear()
     FeatureCache.build(encoder, black, tmp_path / "c", batch_size=5, num_workers=0, progress=False)
     assert sum(seen) == 0  # and now reused
+
+
+def test_a_full_disk_is_one_line_not_a_sigbus(records, encoder, tmp_path, monkeypatch):
+    """Issue 27: the data file grew sparse and the memory-mapped writes died with SIGBUS on a full disk. Its
+    blocks are allocated first, so a full disk is a CacheError naming the folder, and nothing is left half-grown."""
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(CacheError, match="no room for the feature cache"):
+        FeatureCache.build(encoder, records, tmp_path, batch_size=5, num_workers=0, progress=False)
+    data = next(tmp_path.glob("*/features.f16"))
+    assert data.stat().st_size == 0

@@ -7,10 +7,12 @@ interrupted build loses at most the rows after its last commit and a rerun encod
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -89,6 +91,26 @@ def _write_index(folder: Path, meta: dict[str, Any], ids: list[int | str], stamp
 
 def _row_bytes(meta: dict[str, Any]) -> int:
     return int(meta["positions"]) * int(meta["channels"]) * 2
+
+
+def _reserve(path: Path, start: int, end: int) -> None:
+    """Grow the data file to `end` bytes with its blocks allocated now: a memory-mapped write to a sparse file
+    on a full disk kills the process with SIGBUS and no message; here a full disk is one line."""
+    with open(path, "ab") as f:
+        f.truncate(end)
+        try:
+            if end > start and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), start, end - start)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate
+                    return
+                raise
+            f.truncate(start)
+            free = shutil.disk_usage(path.parent).free
+            raise CacheError(f"{path.parent}: no room for the feature cache ({(end - start) / 2**20:,.0f} MiB "
+                             f"needed, {free / 2**20:,.0f} MiB free); free some space or pass another "
+                             "--cache-dir") from None
 
 
 class FeatureCache:
@@ -200,8 +222,7 @@ class FeatureCache:
 
         # Rows past len(ids) are not trusted: they are (re)written in order, then committed.
         base, row_bytes = len(ids), _row_bytes(meta)
-        with open(folder / DATA, "ab") as f:
-            f.truncate((base + len(todo)) * row_bytes)
+        _reserve(folder / DATA, base * row_bytes, (base + len(todo)) * row_bytes)
         array = np.memmap(folder / DATA, dtype=np.float16, mode="r+",
                           shape=(base + len(todo), meta["positions"], meta["channels"]))
         device = torch.device(device)
