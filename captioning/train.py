@@ -104,7 +104,10 @@ class CaptionHooks(Hooks):
 
     def batches(self, epoch: int, done: int) -> DataLoader:
         batches = training_batches(self.dataset, self.config, epoch, self.d)[done:]
-        return DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate_captions,
+        # The loader's own generator: making an iterator draws a seed, and from the global generator that draw
+        # would land mid-epoch on a resume and shift every dropout mask after it.
+        seeds = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        return DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate_captions, generator=seeds,
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
 
     def step(self, batch):

@@ -201,15 +201,17 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(shape
     assert isinstance(result.text, str)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum, dropout", [(signal.SIGTERM, "0"), (signal.SIGINT, "0"), (signal.SIGTERM, "0.3")])
 def test_a_signal_mid_epoch_saves_and_the_rerun_ends_where_an_unbroken_run_ends(shapes, tmp_path, monkeypatch,
-                                                                                 capsys, signum):
+                                                                                 capsys, signum, dropout):
     """SIGTERM (or Ctrl-C) arriving during step 2 of epoch 1: that step finishes, RUN/last is saved there with
-    one line saying so, exit 130; the rerun resumes there and ends with the weights of an unbroken run."""
+    one line saying so, exit 130; the rerun resumes there and ends with the weights of an unbroken run, with
+    dropout too (its masks come from the generator the checkpoint restores; the data loader no longer draws
+    from it when the resumed epoch's iterator is made)."""
     from captioning.train import CaptionHooks
 
     common = ["train", "--annotations", str(shapes / "dataset_shapes.json"), "--images", str(shapes),
-              "--cache-dir", str(shapes / "cache"), "--epochs", "2", *TINY_TRAIN]
+              "--cache-dir", str(shapes / "cache"), "--epochs", "2", *TINY_TRAIN, "--dropout", dropout]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert captioning_cli([*common, "--out", str(whole)]) == 0
 
