@@ -26,3 +26,13 @@ def test_make_app_installs_no_test_tools_and_takes_a_port():
 
 def test_make_test_installs_the_test_tools():
     assert ".[test]" in dry_run("test")
+
+
+def test_pytorch_comes_from_the_cpu_only_index_when_it_can_and_says_which():
+    """A 6 GB venv of CUDA libraries for an app that runs on the CPU: the CPU-only wheels are tried first,
+    PyPI's wheel is the fallback, and the line after the install names the one that came."""
+    plan = dry_run("install-app")
+    cpu = plan.index("--index-url https://download.pytorch.org/whl/cpu")
+    assert "|| .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1" in plan[cpu:]
+    assert "CPU-only wheel" in plan and "no CPU-only wheel was reachable" in plan
+    assert "--index-url https://example.org/cu" in dry_run("install-app", "TORCH_INDEX=https://example.org/cu")
