@@ -29,6 +29,7 @@ def average_checkpoints(sources: list[str | Path], out: str | Path, *, half: boo
     vocab = (folders[0] / ckpt.VOCAB).read_text(encoding="utf-8")
     total: dict[str, torch.Tensor] = {}
     kept: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}  # the first checkpoint's, kept unless --half
     for folder in folders:
         config = ckpt.read_config(folder)
         if config.get("model") != first.get("model") or config.get("format") != first.get("format"):
@@ -44,10 +45,10 @@ def average_checkpoints(sources: list[str | Path], out: str | Path, *, half: boo
                 continue
             if name in total and total[name].shape != tensor.shape:
                 raise ValueError(f"{folder}: {name} has shape {tuple(tensor.shape)}, not {tuple(total[name].shape)}")
+            dtypes.setdefault(name, tensor.dtype)
             total[name] = total[name] + tensor.double() if name in total else tensor.double()
     dtype = torch.float16 if half else None
-    averaged = {name: (t / len(folders)).to(dtype or ckpt.read_weights(folders[0])[name].dtype)
-                for name, t in total.items()}
+    averaged = {name: (t / len(folders)).to(dtype or dtypes[name]) for name, t in total.items()}
     config = {**first, "averaged_from": [str(f) for f in folders]}
     if length_penalty is not None:
         if not 0 <= length_penalty <= 2:

@@ -155,37 +155,37 @@ def _refuse_pickle(path: Path) -> None:
                               "(checkpoints must be safetensors)")
 
 
-def check_vocabulary(folder: str | Path, vocab: Vocabulary) -> None:
-    """The weights were saved with this vocabulary, word for word (checkpoints from before the fingerprint
-    carry none and pass)."""
+def read_header(folder: str | Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(metadata, tensor shapes) of a checkpoint's weights, from the safetensors header alone: no tensor is
+    read, so a mismatch is found before anything large is allocated."""
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{folder}: not a checkpoint (no {WEIGHTS})")
     _refuse_pickle(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            saved = (f.metadata() or {}).get(VOCAB_FINGERPRINT)
+            return f.metadata() or {}, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exc})") from None
+
+
+def check_vocabulary(folder: str | Path, metadata: dict[str, str], vocab: Vocabulary) -> None:
+    """The weights were saved with this vocabulary, word for word (checkpoints from before the fingerprint
+    carry none and pass)."""
+    saved = metadata.get(VOCAB_FINGERPRINT)
     if saved is not None and saved != vocab.fingerprint:
         raise CheckpointError(f"{Path(folder) / VOCAB}: not the vocabulary these weights were trained with "
                               "(its words differ or are in another order)")
 
 
-def check_shapes(folder: str | Path, expected: dict[str, tuple[int, ...]]) -> None:
-    """The weights file's tensor shapes (read from its header, no tensor loaded) match the model the config
-    describes (`expected`, built on the meta device): a config at its bounds' maxima with a small weights
-    file is refused before gigabytes are allocated for a model that could not be filled."""
-    path = Path(folder) / WEIGHTS
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exc})") from None
+def check_shapes(folder: str | Path, found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> None:
+    """The weights' tensor shapes (`found`, from `read_header`) match the model the config describes
+    (`expected`, built on the meta device): a config at its bounds' maxima with a small weights file is
+    refused before gigabytes are allocated for a model that could not be filled."""
     wrong = [f"{k} {found[k]} vs {expected[k]}" for k in found if k in expected and found[k] != expected[k]]
     if wrong:
-        raise CheckpointError(f"{path}: weights do not match the config: {len(wrong)} tensors of another shape "
-                              f"(e.g. {wrong[0]})")
+        raise CheckpointError(f"{Path(folder) / WEIGHTS}: weights do not match the config: {len(wrong)} tensors of "
+                              f"another shape (e.g. {wrong[0]})")
 
 
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path,

@@ -4,7 +4,7 @@ and their checkpoint folders (safetensors + JSON config + vocabulary; loading ne
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -98,6 +98,14 @@ class EncoderDecoder(nn.Module):
         logits = self.encoder.class_logits(features) / temperature
         return table.word_probabilities(logits.softmax(dim=-1), count_power)
 
+    @torch.inference_mode()
+    def tag_probabilities_of(self, grids: Callable[[Sequence], torch.Tensor], keys: Sequence, temperature: float,
+                             count_power: float, chunk: int = 256) -> torch.Tensor:
+        """(N, W) tag word probabilities of many images, `grids(keys[i:i + chunk])` at a time (both products
+        calibrate their tags over a training set with it). Call only with a classifier."""
+        return torch.cat([self.tag_probabilities(grids(keys[i:i + chunk]).float().to(self.device), temperature,
+                                                 count_power).cpu() for i in range(0, len(keys), chunk)])
+
     def configure(self, meta: dict) -> None:
         """Settings a checkpoint's config.json carries beyond the model (none here; see `Captioner`)."""
 
@@ -152,13 +160,14 @@ class EncoderDecoder(nn.Module):
         except (KeyError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{folder / ckpt.CONFIG}: invalid model config ({exc})") from None
         vocab = Vocabulary.load(folder / ckpt.VOCAB)
-        ckpt.check_vocabulary(folder, vocab)
+        metadata, shapes_found = ckpt.read_header(folder)
+        ckpt.check_vocabulary(folder, metadata, vocab)
         ckpt.check_fits_memory(config.decoder_parameters(len(vocab)), folder / ckpt.CONFIG)
         encoder_saved = meta.get("encoder_weights") == "saved"
         if config.decoder_parameters(len(vocab)) > PRECHECK_PARAMETERS:  # costly to build: check shapes first
             shapes = cls._meta_shapes(config, vocab)
             if shapes is not None:
-                ckpt.check_shapes(folder, shapes)
+                ckpt.check_shapes(folder, shapes_found, shapes)
         try:
             model = cls(config, vocab, pretrained_encoder=pretrained_encoder and not encoder_saved)
         except (TypeError, ValueError) as exc:  # e.g. an unknown encoder or a non-integer size in config.json

@@ -92,8 +92,6 @@ class Captioner(EncoderDecoder):
         None or True at the model's threshold, a number for another threshold, False not at all."""
         if isinstance(images, Image.Image):
             images = [images]
-        check_decoding(beam_size=beam_size, max_len=self.config.max_len if max_len is None else max_len,
-                       num_results=num_results, temperature=temperature)
         for i, image in enumerate(images):
             if not isinstance(image, Image.Image):
                 raise TypeError(f"images[{i}] is {type(image).__name__}, not a PIL image "

@@ -9,6 +9,7 @@ i*k .. i*k+k-1 of the state belong to image i, and the step reads memory row i f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,14 +41,22 @@ class GenerationRules:
         """Set the banned entries of (N, V) scores (logits or log-probabilities) to -inf in place, given
         each row's previous token (N,) and the one before it (N,; needed for `no_end_pairs`)."""
         scores[:, list(self.never)] = float("-inf")
-        stops = torch.tensor((self.start_id, *self.no_end_after), device=previous.device)
-        banned = torch.isin(previous, stops)
+        banned = torch.isin(previous, self._stops.to(previous.device))
         if self.no_end_pairs and before is not None:
             vocab = scores.shape[1]
-            pairs = torch.tensor([b * vocab + a for b, a in self.no_end_pairs], device=previous.device)
-            banned |= torch.isin(before * vocab + previous, pairs)
+            banned |= torch.isin(before * vocab + previous, (self._pairs[:, 0] * vocab + self._pairs[:, 1]).to(
+                previous.device))
         scores[banned, self.end_id] = float("-inf")
         return scores
+
+    @functools.cached_property
+    def _stops(self) -> torch.Tensor:
+        """The ids after which <end> is banned, as a tensor made once per rules object (not per step)."""
+        return torch.tensor((self.start_id, *self.no_end_after))
+
+    @functools.cached_property
+    def _pairs(self) -> torch.Tensor:
+        return torch.tensor(self.no_end_pairs, dtype=torch.long).view(-1, 2)
 
     def masked_logits(self, logits: torch.Tensor, previous: torch.Tensor,
                       before: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,14 +13,23 @@ MAX_SETTINGS_BYTES = 16 * 2**20  # config.json and config YAML files are a few k
 MAX_VOCAB_BYTES = 64 * 2**20     # vocab.json: about 3 million words
 
 
+def not_regular(path: Path, what: str) -> str | None:
+    """Why `path` cannot be read as a `what`: a directory, or a FIFO or device (reading a FIFO would block,
+    a device never ends); None for a regular file, or a missing one (its reader says so)."""
+    if path.is_dir():
+        return f"{path}: is a directory, not {what}"
+    if path.exists() and not path.is_file():
+        return f"{path}: not a regular file (a pipe, socket or device), not {what}"
+    return None
+
+
 def read_small_text(path: str | os.PathLike, what: str, limit: int = MAX_SETTINGS_BYTES) -> str:
     """The UTF-8 text of a regular file of at most `limit` bytes; ValueError naming the file otherwise
     (FileNotFoundError and UnicodeDecodeError pass through for the caller's own message)."""
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory, not a {what}")
-    if path.exists() and not path.is_file():
-        raise ValueError(f"{path}: not a regular file (a pipe, socket or device), not a {what}")
+    problem = not_regular(path, f"a {what}")
+    if problem:
+        raise ValueError(problem)
     size = path.stat().st_size
     if size > limit:
         raise ValueError(f"{path}: {size:,} bytes, more than a {what} can hold ({limit:,})")

@@ -201,12 +201,10 @@ def calibrate_guidance(model: Captioner, records: list, features, chunk: int = 2
     table, settings = model.tag_table, model.guide_settings
     if table is None or not records:
         return
-    probs = []
-    for start in range(0, len(records), chunk):
-        grids = torch.stack([features[r.image_id] for r in records[start:start + chunk]]).float().to(model.device)
-        probs.append(model.tag_probabilities(grids, settings.temperature, settings.count_power).cpu())
+    probs = model.tag_probabilities_of(lambda some: torch.stack([features[r.image_id] for r in some]), records,
+                                       settings.temperature, settings.count_power, chunk)
     captions = [[tokenize(c) for c in r.captions] for r in records]
-    unreliable = unreliable_tags(torch.cat(probs), captions, table, settings.threshold)
+    unreliable = unreliable_tags(probs, captions, table, settings.threshold)
     model.guide_settings = replace(settings, unreliable=unreliable)
 
 

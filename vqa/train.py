@@ -219,9 +219,8 @@ def calibrate_tags(model: Answerer, questions: list[QA], grids: Grids, chunk: in
         if normalize(str(q.answer)) != "no":
             words.update(tokenize(q.question))
     images = sorted(mentions)
-    probs = [model.tag_probabilities(grids(images[i:i + chunk]).to(model.device), settings.temperature,
-                                     settings.count_power).cpu() for i in range(0, len(images), chunk)]
-    unreliable = unreliable_tags(torch.cat(probs), [[sorted(mentions[k])] for k in images], table,
+    probs = model.tag_probabilities_of(grids, images, settings.temperature, settings.count_power, chunk)
+    unreliable = unreliable_tags(probs, [[sorted(mentions[k])] for k in images], table,
                                  min(settings.what_threshold, settings.yes_threshold))
     model.tag_settings = replace(settings, unreliable=unreliable)
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..small_files import not_regular
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "restval")
@@ -62,10 +64,9 @@ def regular_file(path: Path, what: str = "annotation file") -> Path:
     """`path` if it is a regular file (or absent: the reader says so); a directory, FIFO or device is
     named as such and never opened (reading a FIFO would block)."""
     path = Path(path)
-    if path.is_dir():
-        raise DatasetError(f"{path}: is a directory, not an {what}")
-    if path.exists() and not path.is_file():
-        raise DatasetError(f"{path}: not a regular file (a pipe, socket or device), not an {what}")
+    problem = not_regular(path, f"an {what}")
+    if problem:
+        raise DatasetError(problem)
     return path
 
 

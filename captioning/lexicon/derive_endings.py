@@ -82,6 +82,17 @@ def derive_pairs(captions: list[list[str]], no_end: set[str]) -> list[tuple[str,
             if n >= MIN_COUNT and endings[a, b] / n < MAX_END_RATE and predicative[b] >= MIN_PREDICATIVE]
 
 
+def write_table(path: Path, rows: list[tuple[str, str, int, float]], title: str, flags: str, columns: str,
+                captions: int) -> None:
+    """One derived table: a commented header saying how it was made, then (key, key, uses, end share) rows."""
+    header = [f"# {title}, derived from {captions} human captions by",
+              f"# python -m captioning.lexicon.derive_endings{flags} (see its docstring for the rule).",
+              f"# {columns}\tuses\tshare of uses that end a caption"]
+    lines = [f"{a}\t{b}\t{n}\t{r:.4f}" for a, b, n, r in rows]
+    path.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+    print(f"{path}: {len(rows)} rows from {captions} captions")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flickr30k", type=Path, help="Flickr30k's results_20130124.token")
@@ -91,21 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     captions = caption_texts(args.flickr30k, args.karpathy)
     rows = derive(captions)
-    header = [f"# Words a caption may not end on ({len(rows)}), derived from {len(captions)} human captions by",
-              "# python -m captioning.lexicon.derive_endings (see its docstring for the rule).",
-              "# word\tcategory\tuses\tshare of uses that end a caption"]
-    lines = [f"{w}\t{c}\t{n}\t{r:.4f}" for w, c, n, r in rows]
-    args.out.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
-    print(f"{args.out}: {len(rows)} words from {len(captions)} captions")
+    write_table(args.out, rows, f"Words a caption may not end on ({len(rows)})", "", "word\tcategory", len(captions))
     if args.pairs_out is not None:
         pairs = derive_pairs(captions, {w for w, *_ in rows})
-        header = [f"# Word pairs a caption may not end on ({len(pairs)}), derived from {len(captions)} human captions by",
-                  "# python -m captioning.lexicon.derive_endings --pairs-out (see its docstring for the rule).",
-                  "# opener\tword\tuses\tshare of uses that end a caption"]
-        lines = [f"{a}\t{b}\t{n}\t{r:.4f}" for a, b, n, r in pairs]
-        args.pairs_out.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
-        print(f"{args.pairs_out}: {len(pairs)} pairs")
-
+        write_table(args.pairs_out, pairs, f"Word pairs a caption may not end on ({len(pairs)})", " --pairs-out",
+                    "opener\tword", len(captions))
 
 if __name__ == "__main__":
     main()
