@@ -92,7 +92,7 @@ class CiderD:
     def load(cls, path: str | os.PathLike) -> CiderD:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ValueError(f"{path}: unreadable document-frequency file ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path}: not a {FORMAT} document-frequency file")

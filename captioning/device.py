@@ -14,6 +14,11 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise ValueError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "mps" and torch.backends.mps.is_available():  # Apple GPUs, when asked for by name
+        return device
+    if device.type not in ("cpu", "cuda"):  # meta, xpu, an absent mps, ...
+        raise ValueError(f"--device {name}: not a device this project runs on here (use auto, cpu, cuda or "
+                         "cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
     return device

@@ -14,9 +14,8 @@ from torch import nn
 from . import checkpoint as ckpt
 from .encoders import create_encoder
 from .lexicon.tags import TABLES, TagTable, tag_table
-from .limits import check_decoding
+from .limits import beam_width, check_decoding
 from .search import (
-    DEFAULT_BEAM_SIZE,
     GenerationRules,
     Guidance,
     Hypothesis,
@@ -110,7 +109,7 @@ class EncoderDecoder(nn.Module):
         """Settings a checkpoint's config.json carries beyond the model (none here; see `Captioner`)."""
 
     @torch.no_grad()
-    def decode(self, state: tuple, memory: Any, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
+    def decode(self, state: tuple, memory: Any, *, beam_size: int | None = None, sample: bool = False,
                temperature: float = 1.0, max_len: int | None = None, length_penalty: float = 0.0,
                num_results: int = 1, seed: int | None = None,
                guidance: Sequence[Guidance | None] | None = None) -> list[list[Hypothesis]]:
@@ -120,6 +119,7 @@ class EncoderDecoder(nn.Module):
         constrained beam search, also for beam_size 1; sampling ignores it. The one way both products decode."""
         v = self.vocab
         max_len = self.config.max_len if max_len is None else max_len
+        beam_size = beam_width(beam_size, sample)
         check_decoding(beam_size=beam_size, max_len=max_len, num_results=num_results, temperature=temperature)
         rules = self.generation_rules
         step, state = generation_step(self.decoder.step, rules), rules.initial_state(state)

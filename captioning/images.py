@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .small_files import not_regular
+
 MAX_PIXELS = 64_000_000  # ~8000 x 8000; larger images are refused before their pixels are decoded
 MAX_DECODED_BYTES = 256 * 2**20  # pixels x bytes per pixel: a 16-bit RGBA image needs 8 bytes a pixel
 MAX_ASPECT = 10_000      # longer side / shorter side: a 1 x 64,000,000 strip costs gigabytes to resize
@@ -37,6 +39,9 @@ def open_image(source: str | os.PathLike | bytes | io.IOBase, name: str | None =
     try:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
+            problem = not_regular(path, "an image file")  # a FIFO would block, /dev/zero never ends
+            if problem:
+                raise ImageLoadError(problem.replace(str(path), label, 1))
             if not path.is_file():
                 raise ImageLoadError(f"{label}: no such file")
             size = path.stat().st_size
@@ -94,6 +99,9 @@ def _decode(data: bytes, label: str, max_pixels: int, at_least: int | None = Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Damaged EXIF ("Corrupt EXIF data", "Tag data larger than file"): the pixels are fine and are used
+            # as stored; PIL's warnings would only leak onto the commands' stderr.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:

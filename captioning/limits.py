@@ -32,3 +32,14 @@ def check_decoding(*, beam_size: Any, max_len: Any, num_results: Any = 1, temper
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature <= 0:
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+
+
+def beam_width(beam_size: Any, sample: bool) -> int:
+    """The beam size a call decodes with: `beam_size` (None: DEFAULT_BEAM_SIZE), or 1 when sampling, which
+    draws one caption per image; a beam size beside sample=True is an error, not silently ignored."""
+    if sample:
+        if beam_size is not None and beam_size != 1:
+            raise ValueError(f"sample=True draws one caption per image; beam_size is for beam search (got "
+                             f"{beam_size!r}): leave it out or pass 1")
+        return 1
+    return DEFAULT_BEAM_SIZE if beam_size is None else beam_size

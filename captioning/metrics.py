@@ -8,8 +8,6 @@ two differ slightly: nltk uses the closest reference length per corpus, coco-cap
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import warnings
@@ -18,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.annotations import regular_file
+from .data.annotations import list_field, read_json, regular_file
 from .vocab import tokenize
 
 Refs = Mapping[Any, Sequence[str]]
@@ -49,9 +47,10 @@ def _check(references: Refs, hypotheses: Hyps) -> list:
     ids = sorted(hypotheses, key=str)
     if not ids:
         raise ValueError("no captions to score")
-    missing = [i for i in ids if not references.get(i)]
+    missing = [i for i in ids if not any(tokenize(str(r)) for r in references.get(i) or [])]
     if missing:
-        raise ValueError(f"{len(missing)} captioned images have no reference captions (e.g. {missing[0]!r})")
+        raise ValueError(f"{len(missing)} captioned images have no reference captions with words "
+                         f"(e.g. {missing[0]!r})")
     return ids
 
 
@@ -173,7 +172,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: no such results file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, list) or not all(isinstance(r, dict) and "image_id" in r and "caption" in r
                                              for r in data):
@@ -195,24 +194,42 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
-def score_results_file(results: str | Path, annotations: str | Path, *, use_java: bool | None = None) -> Scores:
-    """Score a COCO results file against COCO caption annotations, as coco-caption's COCOEvalCap does:
-    pycocotools `COCO` + `loadRes`, then every image of the results is scored."""
-    from pycocotools.coco import COCO
+def coco_references(annotations: str | Path) -> dict[Any, list[str]]:
+    """{image_id: [captions]} of a COCO captions file, each entry checked (pycocotools would assert, or fail
+    inside the tokenizer on a caption that is a number)."""
+    data = read_json(Path(annotations))
+    entries = list_field(data, "annotations", Path(annotations))
+    references: dict[Any, list[str]] = {}
+    for i, entry in enumerate(entries):
+        where = f"{annotations}: annotations[{i}]"
+        if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
+            raise ValueError(f'{where}: expected an object with "image_id" and "caption"')
+        image_id, caption = entry["image_id"], entry["caption"]
+        if not isinstance(caption, str):
+            raise ValueError(f"{where}: the caption must be text, got {type(caption).__name__}")
+        if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+            raise ValueError(f"{where}: image_id must be a number or a string, got {type(image_id).__name__}")
+        references.setdefault(image_id, []).append(caption)
+    if not references:
+        raise ValueError(f"{annotations}: holds no captions")
+    return references
 
-    load_results(results)  # readable errors before pycocotools' asserts
-    if not Path(annotations).is_file():
-        raise ValueError(f"{annotations}: no such annotations file")
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            coco = COCO(str(annotations))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{annotations}: not a COCO captions file ({exc})") from None
-        try:
-            coco_res = coco.loadRes(str(results))
-        except AssertionError:
-            raise ValueError(f"{results}: its image ids are not all in {annotations}") from None
-    ids = coco_res.getImgIds()
-    references = {i: [a["caption"] for a in coco.imgToAnns[i]] for i in ids}
-    hypotheses = {i: coco_res.imgToAnns[i][0]["caption"] for i in ids}
-    return score_captions(references, hypotheses, use_java=use_java)
+
+def score_results_file(results: str | Path, annotations: str | Path, *, use_java: bool | None = None) -> Scores:
+    """Score a COCO results file against COCO caption annotations as coco-caption's COCOEvalCap does: every
+    image of the results is scored. A note says when the results cover only some of the annotated images."""
+    entries = load_results(results)
+    references = coco_references(annotations)
+    unknown = [e["image_id"] for e in entries if e["image_id"] not in references]
+    if unknown:
+        raise ValueError(f"{results}: {len(unknown)} of its image ids are not in {annotations} "
+                         f"(e.g. {unknown[0]!r})")
+    hypotheses = {e["image_id"]: e["caption"] for e in entries}
+    try:
+        scores = score_captions(references, hypotheses, use_java=use_java)
+    except ValueError as exc:  # images whose references have no words: name the file they came from
+        raise ValueError(f"{annotations}: {exc}") from None
+    if len(hypotheses) < len(references):
+        scores.notes.insert(0, f"the results caption {len(hypotheses)} of the {len(references)} images in "
+                               f"{annotations}; only those are scored")
+    return scores

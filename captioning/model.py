@@ -16,7 +16,7 @@ from .encoder_decoder import EncoderDecoder
 from .encoder_decoder import resolve_checkpoint as resolve_folder
 from .guidance import TAG_FLOOR, TAGS_SHOWN, GuideSettings, Plan, out_of_depth, plan, render
 from .lexicon.endings import no_end_pairs, no_end_words
-from .limits import DEFAULT_BEAM_SIZE, check_decoding
+from .limits import beam_width, check_decoding
 from .search import GenerationRules, Hypothesis
 from .vocab import Vocabulary
 
@@ -82,11 +82,12 @@ class Captioner(EncoderDecoder):
 
     # ---- decoding ------------------------------------------------------------------------
     @torch.inference_mode()
-    def caption(self, images: Sequence[Image.Image], *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
+    def caption(self, images: Sequence[Image.Image], *, beam_size: int | None = None, sample: bool = False,
                 temperature: float = 1.0, max_len: int | None = None, length_penalty: float | None = None,
                 num_results: int = 1, batch_size: int = 32, seed: int | None = None,
                 guide: Guide = None) -> list[CaptionResult]:
-        """Caption PIL images of any size and mode. beam_size=1 is greedy; sample=True samples (unguided).
+        """Caption PIL images of any size and mode. beam_size=1 is greedy (None: DEFAULT_BEAM_SIZE);
+        sample=True samples one caption per image (unguided; no beam_size).
         length_penalty: rank beams by log p / length^this (None: the model's own, `self.length_penalty`).
         guide: make the caption say what the encoder's classifier is confident of (`captioning.guidance`):
         None or True at the model's threshold, a number for another threshold, False not at all."""
@@ -114,10 +115,11 @@ class Captioner(EncoderDecoder):
         return out
 
     @torch.inference_mode()
-    def caption_features(self, features: torch.Tensor, *, beam_size: int = DEFAULT_BEAM_SIZE, sample: bool = False,
+    def caption_features(self, features: torch.Tensor, *, beam_size: int | None = None, sample: bool = False,
                          temperature: float = 1.0, max_len: int | None = None, length_penalty: float | None = None,
                          num_results: int = 1, seed: int | None = None, guide: Guide = None) -> list[CaptionResult]:
         """Caption from encoder grids (B, P, D), e.g. read from a feature cache."""
+        beam_size = beam_width(beam_size, sample)
         check_decoding(beam_size=beam_size, max_len=self.config.max_len if max_len is None else max_len,
                        num_results=num_results, temperature=temperature)
         features = features.to(self.device, next(self.decoder.parameters()).dtype)

@@ -38,7 +38,7 @@ def read_labels(path: str | Path) -> dict[str, str]:
     """{file name: label} from a JSON object; labels must be caption words of the tag table."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DatasetError(f"{path}: cannot read the labels ({exc})") from None
     if not isinstance(data, dict) or not data or not all(isinstance(k, str) and isinstance(v, str)
                                                          for k, v in data.items()):

@@ -221,16 +221,5 @@ def resolve_config(args: argparse.Namespace) -> CaptionTrainConfig:
     """Defaults < saved run config < --config YAML < command line; paths made absolute; a resumed run
     (RUN/last exists) may change only the RESUMABLE keys."""
     run_dir = Path(args.out).absolute()
-    values = SCHEMA.resolve_values(run_dir, getattr(args, "config", None), SCHEMA.given(args),
-                                   resuming=(run_dir / "last").is_dir())
-    for key in ("annotations", "images"):
-        if values[key] is None:
-            raise ValueError(f"--{key} is required (on the command line or in --config)")
-    try:
-        return SCHEMA.from_flat(values)
-    except ValueError as exc:  # a value out of its bounds: say where it came from
-        given, config = SCHEMA.given(args), getattr(args, "config", None)
-        key = next((k for k in values if str(exc).startswith(f"{k} ") or str(exc).startswith(f"reinforce.{k}")), None)
-        where = (f"--{key.replace('_', '-')}" if key in given else str(config) if config
-                 else str(run_dir / RUN_CONFIG))
-        raise ValueError(f"{where}: {exc}") from None
+    return SCHEMA.resolve(run_dir, getattr(args, "config", None), SCHEMA.given(args),
+                          resuming=(run_dir / "last").is_dir(), required=("annotations", "images"))

@@ -233,3 +233,18 @@ def test_component_measurements_run():
     assert sigmoid_form.ours > 0 and sigmoid_form.baseline > 0 and "torch.tanh" in sigmoid_form.setting
     assert ("2 sigmoid(2x) - 1" in tanh.setting) == sigmoid_tanh_is_faster()
     assert "fused" in adam.setting and "folded" in encoder.setting
+
+
+def test_the_hostile_inputs_bench_runs_cases_in_their_own_processes(capsys, tmp_path):
+    """bench/hostile.py: the table docs/reliability.md quotes, one case per process, its line, time and peak."""
+    from bench import hostile
+
+    assert len(hostile.CASES) >= 40
+    code = hostile.main(["--only", "6 ", "minor: --device", "--json", str(tmp_path / "out.json")])
+    table = capsys.readouterr().out
+    assert code == 0, table
+    assert "error: --beam-size must be between 1 and 64, got 10000" in table
+    assert "error: --device meta: not a device" in table
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [r["name"] for r in rows] == ["6 --beam-size 10000", "minor: --device meta"]
+    assert all(0 < r["seconds"] < 5 and 100 < r["peak_mib"] < 2048 and not r["left_in_run"] for r in rows)

@@ -47,7 +47,7 @@ def test_results_file_scored_like_coco_caption(tmp_path):
     scores = score_results_file(tmp_path / "res.json", tmp_path / "captions_val2014.json", use_java=False)
     assert scores.metrics["Bleu_4"] == pytest.approx(1.0)
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 99, "caption": "a cat"}]))
-    with pytest.raises(ValueError, match="not all in"):
+    with pytest.raises(ValueError, match="image ids are not in"):
         score_results_file(tmp_path / "bad.json", tmp_path / "captions_val2014.json", use_java=False)
     (tmp_path / "empty.json").write_text("[]")
     with pytest.raises(ValueError, match="empty"):

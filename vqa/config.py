@@ -9,6 +9,7 @@ config (when resuming) < `--config` YAML < command line. The mechanism is captio
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from captioning.cells import GATES
 from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, Choice, ModelConfig
 from captioning.encoders import list_encoders
+from captioning.limits import MAX_BEAM_SIZE
 from captioning.train_config import MODEL_HELP
 from captioning.training.options import ConfigSchema
 
@@ -92,8 +94,13 @@ class TrainConfig:
                              "(or several joined by '+', e.g. easy-vqa+shapes)")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.beam_size < 1:
-            raise ValueError("epochs must be >= 0, batch_size and beam_size >= 1, lr > 0")
+        for name, low in (("epochs", 0), ("batch_size", 1), ("beam_size", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        if self.beam_size > MAX_BEAM_SIZE:
+            raise ValueError(f"--beam-size must be at most {MAX_BEAM_SIZE}, got {self.beam_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
         if self.questions_split is not None and self.questions_split not in SPLITS:
             raise ValueError(f"questions_split must be one of {', '.join(SPLITS)}, got {self.questions_split!r}")
         if not 0 <= self.val_holdout < 1:

@@ -213,6 +213,9 @@ class Answerer(EncoderDecoder):
                                 "of the image grid)")
         if pointing and not choices:
             raise QuestionError("a pointing model picks one of several boxes: give choices as x,y,width,height")
+        for i, c in enumerate(choices if choices and not pointing else []):  # str(None) would read "none"
+            if isinstance(c, bool) or not isinstance(c, (str, int, float)):
+                raise QuestionError(f"choices[{i}] is {type(c).__name__}, not text or a number")
         was_training = self.training
         self.eval()
         try:
@@ -247,6 +250,10 @@ class Answerer(EncoderDecoder):
                 g = self.encoder.grid_size
                 answer_attention = hyps[0].attention.view(len(hyps[0].token_ids), g, g)
             best = max(range(len(scores)), key=scores.__getitem__)
+            tied = sum(abs(s - scores[best]) < 1e-6 for s in scores)
+            if choices and tied > 1:
+                notices.append(f"{tied} choices tie for the best score (to this model they read alike, e.g. as the "
+                               f"same unknown words): the first of them, {labels[best]!r}, is given")
             return AnswerResult(labels[best], scores, labels, attention, words, truncated, answer_attention, notices,
                                 unknown)
         finally:

@@ -79,6 +79,8 @@ def read_json(path: Path) -> Any:
         raise DatasetError(f"{path}: no such annotation file") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: invalid JSON (nested too deeply for an annotation file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read annotation file ({exc})") from None
 

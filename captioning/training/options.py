@@ -220,12 +220,17 @@ class ConfigSchema(Generic[C]):
                        resuming: bool) -> dict[str, Any]:
         """Defaults < saved run config < YAML < command line, as flat values; paths absolute; a resumed
         run may change only the resumable keys."""
+        return self._resolve(run_dir, yaml_path, overrides, resuming)[0]
+
+    def _resolve(self, run_dir: Path, yaml_path: str | os.PathLike | None, overrides: Mapping[str, Any],
+                 resuming: bool) -> tuple[dict[str, Any], dict[str, str]]:
+        """The flat values and, for each value not a default, where it came from (a file or a flag)."""
         saved_path = Path(run_dir) / RUN_CONFIG
         saved = self.read_yaml(saved_path) if saved_path.is_file() else {}
-        values = {**self.defaults(), **saved}
-        if yaml_path:
-            values.update(self.read_yaml(yaml_path))
-        values.update(overrides)
+        from_yaml = self.read_yaml(yaml_path) if yaml_path else {}
+        values = {**self.defaults(), **saved, **from_yaml, **overrides}
+        origins = {**dict.fromkeys(saved, str(saved_path)), **dict.fromkeys(from_yaml, str(yaml_path)),
+                   **{k: self.keys[k].flag for k in overrides}}
         for key in self.path_keys:
             if values[key] is not None:
                 values[key] = str(Path(values[key]).expanduser().absolute())
@@ -235,8 +240,25 @@ class ConfigSchema(Generic[C]):
             if changed:
                 raise ValueError(f"{run_dir} holds a run trained with {', '.join(changed)}; rerun with the same "
                                  "settings to resume, or pick a new --out")
-        return values
+        return values, origins
 
     def resolve(self, run_dir: Path, yaml_path: str | os.PathLike | None, overrides: Mapping[str, Any],
-                resuming: bool) -> C:
-        return self.from_flat(self.resolve_values(run_dir, yaml_path, overrides, resuming))
+                resuming: bool, required: Iterable[str] = ()) -> C:
+        """The resolved config; a value out of its bounds is reported with where it came from (the flag, the
+        `--config` file or the run's saved config.yaml), and a default with no source at all."""
+        values, origins = self._resolve(run_dir, yaml_path, overrides, resuming)
+        for key in required:
+            if values[key] is None:
+                raise ValueError(f"{self.keys[key].flag} is required (on the command line or in --config)")
+        try:
+            return self.from_flat(values)
+        except ValueError as exc:
+            raise ValueError(self._attributed(str(exc), origins)) from None
+
+    def _attributed(self, message: str, origins: Mapping[str, str]) -> str:
+        for name, key in self.keys.items():
+            spellings = tuple(f"{s} " for s in (name, key.path, key.path.partition('.')[2], key.flag) if s)
+            if message.startswith(spellings):
+                origin = origins.get(name)
+                return f"{origin}: {message}" if origin and not message.startswith(origin) else message
+        return message

@@ -82,11 +82,14 @@ def state_files(optimizer: torch.optim.Optimizer, state: TrainerState) -> dict[s
 
 
 def load_state(folder: Path, optimizer: torch.optim.Optimizer, restore_rng: bool) -> TrainerState:
+    path = folder / TRAINER_JSON
     try:
-        meta = json.loads((folder / TRAINER_JSON).read_text(encoding="utf-8"))
-        tensors = load_tensors((folder / TRAINER_TENSORS).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"{folder}: cannot read the training state ({exc}); delete the folder to restart") from None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        path = folder / TRAINER_TENSORS
+        tensors = load_tensors(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise TrainingError(f"{path}: cannot read the training state ({str(exc)[:200]}); "
+                            "delete the folder to restart") from None
     opt = meta["optimizer"]
     state: dict[int, dict] = {int(i): dict(v) for i, v in opt["scalars"].items()}
     for name, value in tensors.items():
@@ -137,24 +140,43 @@ def prepare_run_folder(run_dir: Path, main: bool = True) -> None:
 def run_folder_lock(run_dir: Path, main: bool = True) -> Iterator[None]:
     """One training run per run folder: a second `train --out SAME` while the first runs would interleave
     their checkpoints. An exclusive lock on RUN/train.lock (released when the run ends, however it ends: the
-    system drops it with the process); the second says who holds it."""
+    system drops it with the process); the second says who holds it. The lock file goes when the run ends, and
+    a run folder made for a run that wrote nothing into it (bad data, a bad setting) goes with it."""
     if not main or fcntl is None:
         yield
         return
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _take_lock(run_dir / LOCK_FILE, run_dir)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise TrainingError(f"{run_dir}: in use by another training run ({holder}); wait for it to end "
-                                "or choose another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         yield
     finally:
+        with contextlib.suppress(OSError):  # unlinked while still held: a waiting opener sees the swap and retries
+            (run_dir / LOCK_FILE).unlink()
+            if created and not any(run_dir.iterdir()):  # a run that wrote nothing leaves no folder behind
+                run_dir.rmdir()
         os.close(fd)
+
+
+def _take_lock(path: Path, run_dir: Path) -> int:
+    """An exclusive flock on `path`, on the file the path names once locked (a holder unlinks it when done)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise TrainingError(f"{run_dir}: in use by another training run ({holder}); wait for it to end "
+                                "or choose another --out") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file its holder had just unlinked: take the new one
 
 
 def can_resume(last: Path) -> bool:
@@ -164,7 +186,12 @@ def can_resume(last: Path) -> bool:
 
 def saved_state(last: Path) -> TrainerState:
     """The counters of RUN/last (without touching an optimizer)."""
-    return TrainerState(**json.loads((last / TRAINER_JSON).read_text())["trainer"])
+    path = last / TRAINER_JSON
+    try:
+        return TrainerState(**json.loads(path.read_text(encoding="utf-8"))["trainer"])
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+        raise TrainingError(f"{path}: cannot read the training state ({type(exc).__name__}: {str(exc)[:200]}); "
+                            "delete the folder to restart") from None
 
 
 def finished_message(run_dir: Path, epochs: int, patience: int, metric: str) -> str | None:
