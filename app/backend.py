@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
+from captioning.encoder_decoder import resolve_checkpoint
+from captioning.engine.device import resolve_device
 from captioning.images import DECODE_AT_LEAST, ImageLoadError, open_image, original_size, shrunk_copy
 from captioning.model import BUNDLED_DIR as CAPTION_BUNDLED_DIR
-from captioning.model import resolve_checkpoint
 from captioning.search import DEFAULT_BEAM_SIZE
 from captioning.vocab import tokenize
 
@@ -25,6 +27,7 @@ from .overlay import display_copy
 
 CAPTION_ENV = "SHOWTELL_CAPTION_MODEL"
 VQA_ENV = "SHOWTELL_VQA_MODEL"
+DEVICE_ENV = "SHOWTELL_DEVICE"
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 VQA_BUNDLED_DIR = Path(__file__).resolve().parent.parent / "vqa" / "bundled"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
@@ -167,19 +170,20 @@ def folder_stamp(folder: Path) -> float:
 
 def caption_checkpoint(source: str) -> tuple[str, float]:
     """(resolved checkpoint folder, stamp) for a bundled name, checkpoint folder or run folder."""
-    folder = resolve_checkpoint(source)
+    folder = resolve_checkpoint(Path(source).expanduser(), CAPTION_BUNDLED_DIR)
     return str(folder.resolve()), folder_stamp(folder)
 
 
 def vqa_checkpoint(source: str) -> tuple[str, float]:
-    """(what to pass to load_answerer, stamp); bundled names are passed through as names."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return str(path.resolve()), folder_stamp(path)
-    if (VQA_BUNDLED_DIR / source).is_dir():
-        return source, folder_stamp(VQA_BUNDLED_DIR / source)
-    raise FileNotFoundError(f"{source}: no such VQA model folder or bundled model "
-                            f"(bundled: {', '.join(bundled_answerers()) or 'none'})")
+    """The same for a question-answering model: the one resolver of the API and the commands."""
+    folder = resolve_checkpoint(Path(source).expanduser(), VQA_BUNDLED_DIR)
+    return str(folder.resolve()), folder_stamp(folder)
+
+
+def app_device() -> torch.device:
+    """Where the app runs its models: `SHOWTELL_DEVICE` (auto, cpu, cuda, cuda:N; default auto: a GPU when
+    there is one), through the resolver every command uses."""
+    return resolve_device(os.environ.get(DEVICE_ENV) or "auto")
 
 
 def parameter_count(model: Any) -> str:
@@ -250,15 +254,14 @@ def parse_choices(text: str | None) -> list[str] | None:
 
 
 def question_labels(result: Any, question: str, count: int) -> list[str]:
-    """Labels for the rows of an answer's attention: its own tokens when it has them, else the
-    question's words when the counts agree, else step numbers."""
-    for name in ("tokens", "question_tokens", "words"):
-        tokens = getattr(result, name, None)
-        if tokens is not None and len(tokens) == count:
-            asked = tokenize(question)
-            # an unknown word is labelled by itself, marked, never as a bare <unk>
-            return [f"{asked[i]} (unknown)" if str(t) == "<unk>" and i < len(asked) else str(t)
-                    for i, t in enumerate(tokens)]
+    """Labels for the rows of an answer's attention: the question as the model read it (`question_tokens`)
+    when the counts agree, else the question's words, else step numbers."""
+    tokens = result.question_tokens
+    if len(tokens) == count:
+        asked = tokenize(question)
+        # an unknown word is labelled by itself, marked, never as a bare <unk>
+        return [f"{asked[i]} (unknown)" if str(t) == "<unk>" and i < len(asked) else str(t)
+                for i, t in enumerate(tokens)]
     words = re.findall(r"[\w']+", question.lower())
     if len(words) == count:
         return words

@@ -5,7 +5,7 @@ APIs (`captioning.load_captioner`, `vqa.load_answerer`) and draws what they retu
 
 from __future__ import annotations
 
-from captioning.runtime import passive_openmp
+from captioning.engine.runtime import passive_openmp
 
 passive_openmp()  # before torch loads OpenMP: idle threads sleep, so concurrent sessions keep their cores
 
@@ -39,7 +39,7 @@ def md(text: str) -> str:
 # ---- cached work: models once per process, images and results once per content ---------------------
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_captioner(folder: str, stamp: float):
-    return load_captioner(folder, device="cpu")
+    return load_captioner(folder, device=be.app_device())
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -47,7 +47,7 @@ def get_answerer(source: str, stamp: float):
     load_answerer, why = be.answerer_loader()
     if load_answerer is None:
         raise ImportError(why)
-    return load_answerer(source, device="cpu")
+    return load_answerer(source, device=be.app_device())
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -231,20 +231,13 @@ def caption_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | Non
              alt="attention strip: one map per word")
 
 
-def scores_table(result, choices: list[str] | None) -> pd.DataFrame | None:
-    """What was scored (the answerer's own `choices` when it reports them, else ours) and its scores."""
-    scores = getattr(result, "scores", None)
-    if scores is None:
+def scores_table(result) -> pd.DataFrame | None:
+    """What the answerer scored (`result.choices`: the given choices, or its beams' answers) and the scores,
+    best first (log p when every score is one)."""
+    if not result.choices:
         return None
-    if isinstance(scores, dict):
-        pairs = list(scores.items())
-    else:
-        values = scores.tolist() if hasattr(scores, "tolist") else list(scores)
-        labels = getattr(result, "choices", None) or choices
-        if not labels or len(values) != len(labels):
-            return None
-        pairs = list(zip(labels, values))
-    table = pd.DataFrame(pairs, columns=["answer", "score"]).sort_values("score", ascending=False)
+    table = pd.DataFrame(list(zip(result.choices, result.scores, strict=True)), columns=["answer", "score"])
+    table = table.sort_values("score", ascending=False)
     if bool((table["score"] <= 0).all()):
         table = table.rename(columns={"score": "log p"})
     return table.head(10)
@@ -253,9 +246,8 @@ def scores_table(result, choices: list[str] | None) -> pd.DataFrame | None:
 def attention_views(item: be.LoadedImage, result, question: str, heat) -> None:
     """The question's attention (whole question in `heat`, per word below) and, for a generated answer,
     the attention of each answer word."""
-    attention = getattr(result, "attention", None)
-    if attention is not None:
-        maps = overlay.as_maps(attention)
+    if result.attention is not None and len(result.attention):
+        maps = overlay.as_maps(result.attention)
         with heat:
             st.image(overlay.heatmap(item.preview, maps.mean(axis=0)), width="stretch",
                      caption="attention while reading the question (the mean of one map per word, below)",
@@ -265,9 +257,8 @@ def attention_views(item: be.LoadedImage, result, question: str, heat) -> None:
             st.image(overlay.strip(item.preview, labels, maps, with_image=False),
                      width="content", caption="attention while reading each question word",
                      alt="question attention strip")
-    answer_attention = getattr(result, "answer_attention", None)
-    if answer_attention is not None and len(answer_attention):
-        maps = overlay.as_maps(answer_attention)
+    if result.answer_attention is not None and len(result.answer_attention):
+        maps = overlay.as_maps(result.answer_attention)
         words = str(result.text).split()
         labels = words if len(words) == len(maps) else [f"word {i + 1}" for i in range(len(maps))]
         st.image(overlay.strip(item.preview, labels, maps, with_image=False),
@@ -297,9 +288,9 @@ def question_panel(slot: str, item: be.LoadedImage, model, model_key: tuple | No
             return
         st.subheader(md(str(result.text)), anchor=False)
         st.caption(f"answered in {be.ms_text(ms)}" + ("" if choices else " · open-ended"))
-        for line in getattr(result, "notices", None) or []:
+        for line in result.notices:
             st.caption(f"note: {line}")
-        table = scores_table(result, choices)
+        table = scores_table(result)
         if table is not None:
             if not choices:
                 st.markdown("**Other answers**")

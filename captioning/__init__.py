@@ -1,13 +1,13 @@
 """Show, Attend and Tell image captioning: pretrained CNN grid + attentive recurrent decoder.
 
 The names below load on first use, so `import captioning` stays light and imports no torch: an
-entry point can first apply process-wide settings (`captioning.runtime.passive_openmp`)."""
+entry point can first apply process-wide settings (`captioning.engine.runtime.passive_openmp`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .runtime import lazy_exports
+from .engine.runtime import lazy_exports
 
 _EXPORTS = {
     "CheckpointError": ".checkpoint", "ModelConfig": ".config", "ReinforceConfig": ".config",

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .runtime import passive_openmp
+from .engine.runtime import passive_openmp
 
 passive_openmp()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
 
-from .cli_base import OneLineErrorParser, run_command  # noqa: E402
+from .engine.cli_base import OneLineErrorParser, run_command  # noqa: E402
 from .limits import DEFAULT_BEAM_SIZE, MAX_LEN, check_decoding  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _naming(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from .device import resolve_device
+    from .engine.device import resolve_device
     from .images import ImageLoadError, open_image
     from .model import load_captioner
 
@@ -76,7 +76,7 @@ def _caption(args: argparse.Namespace) -> int:
         for notice in result.notices:
             print(f"note: {path}: {notice}", file=sys.stderr)
         if args.attention_out:
-            from .figures import attention_figure
+            from .engine.figures import attention_figure
 
             out = Path(args.attention_out) / f"{Path(path).stem}.png"
             attention_figure(image, result.tokens, result.attention, out, title=result.text)

@@ -164,3 +164,26 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+# Help of the model keys as training flags (`captioning train`, `vqa train`).
+MODEL_HELP = {
+    "encoder": "image encoder",
+    "image_size": "encoder input size in pixels (default: the encoder's own)",
+    "grid_size": "attention grid side (default: the encoder's natural conv grid)",
+    "fine_tune_blocks": "top encoder blocks to train (0: frozen encoder, cached features)",
+    "attention": "soft (deterministic) or hard (stochastic, REINFORCE)",
+    "hard_inference": "how hard attention attends at test time",
+    "cell": "recurrent cell",
+    "num_layers": "recurrent layers",
+    "embed_dim": "word embedding size",
+    "hidden_dim": "recurrent state size",
+    "attention_dim": "attention MLP size",
+    "dropout": "dropout before the output layer",
+    "deep_output": "deep output layer (paper eq. 7)",
+    "gate": "gating scalar beta on the context",
+    "max_len": "longest caption in words (training truncation and decoding)",
+    "doubly_stochastic": "lambda of the doubly stochastic attention penalty",
+    **{f"reinforce_{k}": f"hard attention REINFORCE: {k.replace('_', ' ')}"
+       for k in ReinforceConfig.__dataclass_fields__},
+}

@@ -27,7 +27,7 @@ from .data import (
     split_records,
 )
 from .data.splits import held_out_ids, load_training_records, mark_held_out
-from .device import resolve_device
+from .engine.device import resolve_device
 from .grounding import grounding_score
 from .lexicon.endings import bad_ending
 from .metrics import score_captions, score_results_file

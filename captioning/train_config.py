@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .cells import GATES
-from .config import ATTENTION_KINDS, HARD_INFERENCE, ModelConfig, ReinforceConfig
+from .config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, ModelConfig
 from .data.formats import FORMATS
 from .encoders import list_encoders
 from .limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE
@@ -106,27 +106,6 @@ SCHEMA: ConfigSchema[CaptionTrainConfig] = ConfigSchema(
              "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "val_metric": VAL_METRICS,
              "scst_baseline": SCST_BASELINES})
 
-# Help of the model keys; `vqa train` shares them.
-MODEL_HELP = {
-    "encoder": "image encoder",
-    "image_size": "encoder input size in pixels (default: the encoder's own)",
-    "grid_size": "attention grid side (default: the encoder's natural conv grid)",
-    "fine_tune_blocks": "top encoder blocks to train (0: frozen encoder, cached features)",
-    "attention": "soft (deterministic) or hard (stochastic, REINFORCE)",
-    "hard_inference": "how hard attention attends at test time",
-    "cell": "recurrent cell",
-    "num_layers": "recurrent layers",
-    "embed_dim": "word embedding size",
-    "hidden_dim": "recurrent state size",
-    "attention_dim": "attention MLP size",
-    "dropout": "dropout before the output layer",
-    "deep_output": "deep output layer (paper eq. 7)",
-    "gate": "gating scalar beta on the context",
-    "max_len": "longest caption in words (training truncation and decoding)",
-    "doubly_stochastic": "lambda of the doubly stochastic attention penalty",
-    **{f"reinforce_{k}": f"hard attention REINFORCE: {k.replace('_', ' ')}"
-       for k in ReinforceConfig.__dataclass_fields__},
-}
 
 HELP = {
     **MODEL_HELP,

@@ -110,12 +110,10 @@ def test_choices_and_question_labels():
     assert be.parse_choices(" red, blue\ngreen,,red \n") == ["red", "blue", "green"]
     assert be.parse_choices("  \n, ") is None and be.parse_choices(None) is None
 
-    class Result:
-        tokens = ["what", "colour"]
-
-    assert be.question_labels(Result(), "ignored", 2) == ["what", "colour"]
-    assert be.question_labels(object(), "What color is the circle?", 5) == ["what", "color", "is", "the", "circle"]
-    assert be.question_labels(object(), "What color?", 3) == ["step 1", "step 2", "step 3"]
+    read = types.SimpleNamespace(question_tokens=["what", "colour"])
+    assert be.question_labels(read, "ignored", 2) == ["what", "colour"]
+    assert be.question_labels(read, "What color is the circle?", 5) == ["what", "color", "is", "the", "circle"]
+    assert be.question_labels(read, "What color?", 3) == ["step 1", "step 2", "step 3"]
 
 
 def test_an_empty_vqa_namespace_package_is_diagnosed(monkeypatch):

@@ -139,20 +139,20 @@ def test_question_answering_shows_a_notice_when_vqa_is_unavailable(page):
 
 
 # ---- VQA against the documented API: `load_answerer(path, device=)` -> `.answer(image, question, choices=)`
-class FakeAnswer:
-    def __init__(self, text, scores, attention):
-        self.text, self.scores, self.attention = text, scores, attention
-
-
 class FakeAnswerer:
+    """Answers as `vqa.Answerer.answer` does, in its own result type: scores for what it scored."""
+
     def answer(self, image, question, choices=None):
+        from vqa.model import AnswerResult
+
         words = question.split()
         attention = torch.zeros(len(words), 3, 3)
         attention[:, 1, 1] = 1.0
         if choices:
-            scores = torch.linspace(0.1, 0.9, len(choices))
-            return FakeAnswer(choices[-1], scores, attention)
-        return FakeAnswer("rectangle", None, attention)
+            scores = torch.linspace(-3.0, -0.5, len(choices)).tolist()
+            return AnswerResult(choices[-1], scores, list(choices), attention, words)
+        return AnswerResult("rectangle", [-0.2, -1.5], ["rectangle", "square"], attention, words,
+                            answer_attention=attention[:1])
 
 
 def test_question_flow_against_the_vqa_api(page, monkeypatch, tmp_path):
@@ -160,6 +160,8 @@ def test_question_flow_against_the_vqa_api(page, monkeypatch, tmp_path):
     fake.load_answerer = lambda path, device="cpu": FakeAnswerer()
     monkeypatch.setitem(sys.modules, "vqa", fake)
     (tmp_path / "answerer").mkdir()
+    for name in ("config.json", "vocab.json", "model.safetensors"):  # a checkpoint folder to the resolver
+        (tmp_path / "answerer" / name).write_text("{}")
     monkeypatch.setenv(be.VQA_ENV, str(tmp_path / "answerer"))
     page.run()
     page.multiselect(key="examples").set_value([EXAMPLE]).run()

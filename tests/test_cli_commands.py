@@ -97,7 +97,7 @@ def test_training_refuses_settings_that_cannot_train(tmp_path, capsys, flag, val
 def test_a_data_loader_workers_error_is_its_own_message():
     """torch re-raises a worker's exception with "Caught ... in DataLoader worker process 0. Original
     Traceback ..." around it: the command prints only the file and the problem."""
-    from captioning.cli_base import one_line_error
+    from captioning.engine.cli_base import one_line_error
     from captioning.images import ImageLoadError
 
     wrapped = ImageLoadError("Caught ImageLoadError in DataLoader worker process 0.\nOriginal Traceback (most recent "

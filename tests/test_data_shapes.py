@@ -11,12 +11,12 @@ from PIL import Image
 from captioning.data import (
     load_karpathy,
     prepare_shapes,
-    shapes_questions,
     split_records,
     write_shapes_dataset,
 )
 from captioning.data.shapes import COLORS, SHAPES, captions_for, relation
 from captioning.vocab import tokenize
+from vqa.shapes_questions import shapes_questions
 
 
 @pytest.fixture(scope="module")

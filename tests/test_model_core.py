@@ -84,10 +84,30 @@ def test_vqa_decoder_never_builds_an_initial_state_predictor(task):
 
 
 def test_importing_the_packages_loads_no_torch_and_sets_nothing():
-    code = ("import os, sys, captioning, vqa, captioning.runtime; "
+    code = ("import os, sys, captioning, vqa, captioning.engine.runtime; "
             "assert 'torch' not in sys.modules, 'torch imported'; assert 'OMP_WAIT_POLICY' not in os.environ; "
-            "captioning.runtime.passive_openmp(); assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'; "
+            "captioning.engine.runtime.passive_openmp(); assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'; "
             "from captioning import Captioner; from vqa import QATask; assert 'torch' in sys.modules")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(ROOT)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
+CAPTIONING_COMMANDS = {"captioning.cli", "captioning.__main__", "captioning.train", "captioning.train_config",
+                       "captioning.evaluate", "captioning.naming", "captioning.averaging",
+                       "captioning.lexicon.derive_endings", "captioning.lexicon.derive_stand_ins"}
+
+
+def test_vqa_and_the_app_build_on_the_library_not_on_captioning_commands():
+    """vqa's modules import captioning's library (model, data, training, engine), never a module that is one
+    of captioning's commands; the app imports neither."""
+    import ast
+
+    for path in sorted([*(ROOT / "vqa").rglob("*.py"), *(ROOT / "app").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                assert name not in CAPTIONING_COMMANDS, f"{path.relative_to(ROOT)} imports {name}"
+    assert {p.stem for p in (ROOT / "captioning").glob("*.py")}.isdisjoint({"cli_base", "device", "runtime",
+                                                                           "figures", "stopping"})

@@ -14,7 +14,7 @@ from PIL import Image
 
 from captioning.cli import main as captioning_cli
 from captioning.data.annotations import DatasetError, read_json
-from captioning.device import resolve_device
+from captioning.engine.device import resolve_device
 from captioning.images import ImageLoadError, open_image
 from captioning.metrics import score_results_file
 from captioning.training import TrainingError, saved_state

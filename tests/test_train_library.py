@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from captioning import checkpoint as ckpt
-from captioning.device import resolve_device
+from captioning.engine.device import resolve_device
 from captioning.training import (
     ConfigSchema,
     Hooks,

@@ -157,3 +157,21 @@ def test_bundled_model_answers_easy_vqa_and_shapes():
     image, objects = make_scene(seed=123, index=0)
     r = model.answer(image, "how many shapes are there?", choices=["one", "two", "three"])
     assert r.text == ["one", "two", "three"][len(objects) - 1]
+
+
+def test_an_open_ended_answer_reads_its_question_once(monkeypatch):
+    """The question's attention and the answer come from one pass over the question (issue 25), and the
+    answer is the one `generate` gives from a fresh read."""
+    from vqa.model import read_question
+
+    model = _model("telling")
+    passes = []
+    encode = model.decoder.encode
+    monkeypatch.setattr(model.decoder, "encode", lambda *a: passes.append(1) or encode(*a))
+    image = Image.new("RGB", (48, 40), (30, 200, 30))
+    result = model.answer(image, "what color is the square?", beam_size=2)
+    assert len(passes) == 1 and result.attention.shape[0] == 5
+    ids = read_question(model.vocab, "what color is the square?", model.config.max_question_len)[0]
+    fresh = model.generate(model.encoder.encode_pil([image]), [ids], beam_size=2, num_results=2)[0]
+    assert result.text == " ".join(model.vocab.words[i] for i in fresh[0].token_ids)
+    assert result.scores[0] == pytest.approx(fresh[0].log_prob, abs=1e-5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from captioning.runtime import lazy_exports
+from captioning.engine.runtime import lazy_exports
 
 _EXPORTS = {"AnswererConfig": ".config", "TrainConfig": ".config", "QATask": ".config", "AnswerResult": ".model",
             "Answerer": ".model", "QuestionError": ".model", "load_answerer": ".model"}

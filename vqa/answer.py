@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioning.device import resolve_device
-from captioning.figures import attention_figure
+from captioning.engine.device import resolve_device
+from captioning.engine.figures import attention_figure
 from captioning.images import open_image
 from captioning.limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, whole_number
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioning.runtime import passive_openmp
+from captioning.engine.runtime import passive_openmp
 
 passive_openmp()  # before the commands below load torch (and its OpenMP): idle threads sleep, not spin
 
 import importlib  # noqa: E402
 
-from captioning.cli_base import OneLineErrorParser, run_command  # noqa: E402
+from captioning.engine.cli_base import OneLineErrorParser, run_command  # noqa: E402
 
 COMMANDS = {
     "train": ("train", "train a question answerer (Visual7W, easy-VQA, shapes, VQA v2)"),

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from captioning.cells import GATES
-from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, Choice, ModelConfig
+from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, Choice, ModelConfig
 from captioning.encoders import list_encoders
 from captioning.limits import MAX_BEAM_SIZE
-from captioning.train_config import MODEL_HELP
 from captioning.training.options import ConfigSchema
 
 TASKS = ("telling", "pointing")

@@ -26,10 +26,10 @@ from captioning.data.annotations import (
     require,
 )
 from captioning.data.records import load_karpathy
-from captioning.data.shapes import shapes_questions
 from captioning.vocab import tokenize
 
 from .config import SPLITS, QATask
+from .shapes_questions import shapes_questions
 
 VISUAL7W_TYPES = ("what", "where", "when", "who", "why", "how")
 POINTING_TYPES = ("which",)
@@ -282,7 +282,7 @@ def load_easy_vqa(val_holdout: float = 0.1, seed: int = 0, choices_seed: int = 0
 # ---- shapes ----------------------------------------------------------------------------------------
 def load_shapes(annotations: str | Path, images: str | Path, *, skip_invalid: bool = False) -> QADataset:
     """Questions about the built-in shapes scenes (a `dataset_shapes.json` written by
-    `captioning.data.shapes.write_shapes_dataset`), made by `shapes_questions`."""
+    `captioning.data.shapes.write_shapes_dataset`), made by `vqa.shapes_questions`."""
     records = load_karpathy(annotations, images, skip_invalid=skip_invalid)
     questions, files = [], {}
     for record in records:

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
-from captioning.device import resolve_device
 from captioning.encoder_decoder import resolve_checkpoint
+from captioning.engine.device import resolve_device
 from captioning.training.options import RUN_CONFIG
 
 from .config import QATask, TrainConfig

@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from captioning.cells import State
 from captioning.config import shown
+from captioning.decoder import Memory
 from captioning.encoder_decoder import EncoderDecoder
 from captioning.images import original_size
 from captioning.limits import DEFAULT_BEAM_SIZE, MAX_CHOICES
@@ -177,13 +179,18 @@ class Answerer(EncoderDecoder):
         learned = list(learned) if learned is not None else [None] * len(questions)
         return [tag_answer(q, p, self.tag_table, s, a) for q, p, a in zip(questions, probs.cpu(), learned, strict=True)]
 
-    def question_attention(self, features: torch.Tensor, question: list[int]) -> torch.Tensor:
-        """(words, H, W): the attention of the step that read each question word."""
+    def question_pass(self, features: torch.Tensor, question: list[int]) -> tuple[State, Memory, torch.Tensor]:
+        """One pass over one question: the decoder's state after it (where an answer starts), the image's
+        memory, and (words, H, W) the attention of the step that read each question word."""
         v = self.vocab
         seq = pack([question], None, start_id=v.start_id, end_id=v.end_id).to(features.device)
-        _, _, alphas = self.decoder.encode(features[:1], seq)
+        state, memory, alphas = self.decoder.encode(features[:1], seq)
         g = self.encoder.grid_size
-        return alphas[0, 1:1 + len(question)].float().cpu().view(len(question), g, g)
+        return state, memory, alphas[0, 1:1 + len(question)].float().cpu().view(len(question), g, g)
+
+    def question_attention(self, features: torch.Tensor, question: list[int]) -> torch.Tensor:
+        """(words, H, W): the attention of the step that read each question word."""
+        return self.question_pass(features, question)[2]
 
     # ---- one image, one question --------------------------------------------------------------
     @torch.inference_mode()
@@ -220,9 +227,9 @@ class Answerer(EncoderDecoder):
         self.eval()
         try:
             features = self.encoder.encode_pil([image]).to(next(self.decoder.parameters()).dtype)
-            attention = self.question_attention(features, ids)
+            state, memory, attention = self.question_pass(features, ids)  # read once, answered from here
             answer_attention = None
-            from_tags = None if pointing else self._tag_answer(features, ids, question, choices)
+            from_tags = None if pointing else self._tag_answer(features, (state, memory), question, choices)
             if not pointing and not choices and kind == "yes/no" and {"yes", "no"} <= set(self.vocab.index):
                 choices = ["yes", "no"]  # a yes/no question gets yes or no, whatever else the decoder would say
             if from_tags is not None:
@@ -243,8 +250,8 @@ class Answerer(EncoderDecoder):
                     notices.append("a choice without words is scored as the empty answer")
                 scores = self.score_candidates(features, [ids], [[self.answer_ids(c) for c in labels]])[0].tolist()
             else:
-                hyps = self.generate(features, [ids], beam_size=beam_size, max_len=max_len,
-                                     num_results=min(beam_size, 5))[0]
+                hyps = self.decode(state, memory, beam_size=beam_size, num_results=min(beam_size, 5),
+                                   max_len=self.config.max_len if max_len is None else max_len)[0]
                 labels = [" ".join(self.vocab.words[i] for i in h.token_ids) for h in hyps]
                 scores = [h.log_prob for h in hyps]
                 g = self.encoder.grid_size
@@ -260,12 +267,13 @@ class Answerer(EncoderDecoder):
             self.train(was_training)
 
 
-    def _tag_answer(self, features: torch.Tensor, ids: list[int], question: str,
+    def _tag_answer(self, features: torch.Tensor, read: tuple[State, Memory], question: str,
                     choices: Sequence | None) -> tuple[str, str] | None:
-        """The tags' answer when they give one that is among the choices (if any)."""
+        """The tags' answer when they give one that is among the choices (if any); `read`: the question read."""
         learned = None
         if question_kind(question) == "what is this" and not choices:
-            learned = " ".join(self.vocab.words[i] for i in self.generate(features, [ids], beam_size=1)[0][0].token_ids)
+            greedy = self.decode(*read, beam_size=1)[0][0]
+            learned = " ".join(self.vocab.words[i] for i in greedy.token_ids)
         found = self.tag_answers(features, [question], [learned])[0]
         if found is None or (choices and found[0] not in [str(c).strip().lower() for c in choices]):
             return None

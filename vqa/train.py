@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from captioning import checkpoint as ckpt
-from captioning.device import resolve_device
+from captioning.engine.device import resolve_device
 from captioning.guidance import unreliable_tags
 from captioning.training import (
     Dist,

@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..vocab import tokenize
-from .records import ImageRecord
 
 COLORS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 235), "yellow": (240, 220, 40),
           "purple": (150, 60, 200), "orange": (250, 140, 20), "white": (240, 240, 240)}
@@ -23,7 +22,7 @@ NUMBERS = ("zero", "one", "two", "three", "four")
 FILENAME = "dataset_shapes.json"
 
 
-def _phrase(obj: dict) -> str:
+def phrase(obj: dict) -> str:
     article = "an" if obj["color"][0] in "aeiou" else "a"
     return f"{article} {obj['color']} {obj['shape']}"
 
@@ -32,21 +31,21 @@ def _listing(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
 
 
-def _center(obj: dict) -> tuple[float, float]:
+def center(obj: dict) -> tuple[float, float]:
     x0, y0, x1, y1 = obj["box"]
     return (x0 + x1) / 2, (y0 + y1) / 2
 
 
 def relation(a: dict, b: dict) -> str:
     """Where `a` is relative to `b`: "to the left of", "to the right of", "above" or "below"."""
-    (ax, ay), (bx, by) = _center(a), _center(b)
+    (ax, ay), (bx, by) = center(a), center(b)
     if abs(ax - bx) >= abs(ay - by):
         return "to the left of" if ax < bx else "to the right of"
     return "above" if ay < by else "below"
 
 
 def _region(obj: dict, size: int) -> str:
-    cx, cy = _center(obj)
+    cx, cy = center(obj)
     col, row = min(int(3 * cx / size), 2), min(int(3 * cy / size), 2)
     return [["in the top left", "at the top", "in the top right"],
             ["on the left", "in the center", "on the right"],
@@ -57,8 +56,8 @@ def captions_for(objects: list[dict], image_size: int) -> list[str]:
     """Five references: listing, "there is", count, relation (or position) and reversed relation.
 
     Objects are named left to right, so one attentive scan of the image produces every template."""
-    objects = sorted(objects, key=lambda o: _center(o)[0])
-    phrases = [_phrase(o) for o in objects]
+    objects = sorted(objects, key=lambda o: center(o)[0])
+    phrases = [phrase(o) for o in objects]
     listing = _listing(phrases)
     n = len(objects)
     count = "a single " + phrases[0].split(" ", 1)[1] if n == 1 else f"{NUMBERS[n]} shapes, {listing}"
@@ -174,39 +173,3 @@ def prepare_shapes(out_dir: str | os.PathLike, num_images: int = 1000, seed: int
     path = write_shapes_dataset(out_dir, num_images=num_images, seed=seed)
     print(f"wrote {num_images} shapes scenes to {Path(out_dir)}; annotations: {path}")
     return path
-
-
-def shapes_questions(record: ImageRecord, *, seed: int = 0) -> list[dict]:
-    """Visual7W-style multiple-choice questions about a shapes scene; every answer is one word.
-
-    Each item is {"question", "answer", "type", "choices"} with the answer among the shuffled choices."""
-    if not record.objects:
-        raise ValueError(f"record {record.image_id!r} has no objects (not a shapes scene)")
-    rng = random.Random(f"questions-{seed}-{record.image_id}")
-    objects = sorted(record.objects, key=lambda o: _center(o)[0])
-    present = {(o["color"], o["shape"]) for o in objects}
-    out: list[dict] = []
-
-    def ask(kind: str, question: str, answer: str, options: list[str]) -> None:
-        wrong = [o for o in options if o != answer]
-        choices = [answer, *rng.sample(wrong, min(3, len(wrong)))]
-        rng.shuffle(choices)
-        out.append({"question": question, "answer": answer, "type": kind, "choices": choices})
-
-    ask("count", "how many shapes are there?", NUMBERS[len(objects)], list(NUMBERS[1:]))
-    shape = rng.choice(SHAPES)
-    ask("count", f"how many {shape}s are there?", NUMBERS[sum(o["shape"] == shape for o in objects)],
-        list(NUMBERS[:4]))
-    for obj in objects:
-        if sum(o["shape"] == obj["shape"] for o in objects) == 1:
-            ask("color", f"what color is the {obj['shape']}?", obj["color"], list(COLORS))
-        ask("shape", f"what shape is {obj['color']}?", obj["shape"], list(SHAPES))
-    color, shape = rng.choice(sorted(present))
-    ask("exists", f"is there {_phrase({'color': color, 'shape': shape})}?", "yes", ["yes", "no"])
-    absent = sorted({(c, s) for c in COLORS for s in SHAPES} - present)
-    color, shape = rng.choice(absent)
-    ask("exists", f"is there {_phrase({'color': color, 'shape': shape})}?", "no", ["yes", "no"])
-    if len(objects) == 2:
-        a, b = objects
-        ask("relation", f"what shape is {relation(a, b)} the {b['color']} {b['shape']}?", a["shape"], list(SHAPES))
-    return out

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 
-from ..device import resolve_device
+from ..engine.device import resolve_device
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .. import checkpoint as ckpt
-from ..stopping import Interrupted, StopRequests
+from ..engine.stopping import Interrupted, StopRequests
 from .distributed import Dist
 from .state import TrainerState, TrainingError, load_state, state_files
 

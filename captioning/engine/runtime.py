@@ -1,7 +1,7 @@
 """Process-wide settings an entry point applies before torch loads (this module imports no torch).
 
 `import captioning` does not import torch either (its names load on first use), so a command can
-call these first thing: `captioning.runtime.passive_openmp()`."""
+call these first thing: `captioning.engine.runtime.passive_openmp()`."""
 
 from __future__ import annotations
 
