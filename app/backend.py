@@ -197,7 +197,7 @@ def parameter_count(model: Any) -> str:
 def describe_captioner(model: Any) -> str:
     c = model.config
     grid = getattr(model.encoder, "grid_size", c.grid_size)
-    parts = [f"{c.attention} attention", f"{c.cell.upper()} {c.hidden_dim}", f"{c.encoder} {grid}×{grid} grid",
+    parts = [model.decoder.describe(), f"{c.encoder} {grid}×{grid} grid",
              f"{len(model.vocab)} words", parameter_count(model)]
     return " · ".join(p for p in parts if p)
 

@@ -15,7 +15,7 @@ from .engine.runtime import passive_openmp
 passive_openmp()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
 
 from .engine.cli_base import OneLineErrorParser, run_command  # noqa: E402
-from .limits import DEFAULT_BEAM_SIZE, MAX_LEN, check_decoding  # noqa: E402
+from .limits import DEFAULT_BEAM_SIZE, INFERENCE_HELP, INFERENCE_KINDS, MAX_LEN, check_decoding  # noqa: E402
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def _caption(args: argparse.Namespace) -> int:
     if args.guide_threshold is not None and not 0 < args.guide_threshold <= 1:
         raise ValueError(f"--guide-threshold must be in (0, 1], got {args.guide_threshold}")
     guide = False if not args.guide else args.guide_threshold
-    model = load_captioner(args.checkpoint, device)
+    model = load_captioner(args.checkpoint, device, inference=args.inference)
     if args.tags and model.tag_table is None:
         print(f"note: no tags: encoder {model.encoder.name} has no classifier with a tag table", file=sys.stderr)
     failed = 0
@@ -189,6 +189,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--guide-threshold", type=float,
                    help="tag probability from which the caption must say it (default: the model's)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--inference", choices=INFERENCE_KINDS, default="fast", help=INFERENCE_HELP)
     p.set_defaults(func=_caption)
 
     if full("naming"):

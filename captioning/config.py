@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from .decoders import DEFAULT_DECODER, decoder_class
+
 
 class Choice(str, Enum):
     """A string option with a fixed set of values; prints and formats as its value."""
@@ -110,6 +112,7 @@ class ReinforceConfig:
 @dataclass
 class ModelConfig:
     encoder: str = "efficientnet_lite0"
+    decoder: str = DEFAULT_DECODER      # a registered decoder kind (`captioning.decoders`)
     image_size: int | None = None       # None: the encoder's own default
     grid_size: int | None = None        # None: the encoder's natural conv grid
     fine_tune_blocks: int = 0           # 0 keeps the encoder frozen
@@ -134,6 +137,10 @@ class ModelConfig:
             raise ValueError(f"reinforce must be a mapping, got {shown(self.reinforce)}")
         if not isinstance(self.encoder, str):
             raise ValueError(f"encoder must be a name, got {shown(self.encoder)}")
+        if not isinstance(self.decoder, str):
+            raise ValueError(f"decoder must be a name, got {shown(self.decoder)}")
+        if self.decoder != DEFAULT_DECODER:  # another kind: it must be registered (the default needs no lookup)
+            decoder_class(self.decoder)
         for name, bounds in INT_LIMITS.items():
             value = getattr(self, name)
             if value is not None or name not in ("image_size", "grid_size"):
@@ -148,11 +155,8 @@ class ModelConfig:
 
     def decoder_parameters(self, vocab_size: int, channels: int = 2048) -> int:
         """About how many parameters the decoder has (an upper bound for any registered encoder's `channels`):
-        what a loader checks against free memory before allocating anything."""
-        e, h, a, d, n = self.embed_dim, self.hidden_dim, self.attention_dim, channels, self.num_layers
-        recurrent = 4 * h * (e + d + h) + (n - 1) * 4 * h * 2 * h
-        return (2 * vocab_size * e + recurrent + 2 * n * d * h + a * (d + h + 1) + h * d + (h + d) * e
-                + vocab_size)
+        what a loader checks against free memory before allocating anything. The decoder kind's own estimate."""
+        return decoder_class(self.decoder).estimate_parameters(self, vocab_size, channels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,6 +173,7 @@ class ModelConfig:
 # Help of the model keys as training flags (`captioning train`, `vqa train`).
 MODEL_HELP = {
     "encoder": "image encoder",
+    "decoder": "decoder kind, one registered in captioning/decoders (default: show_attend_tell, the paper's)",
     "image_size": "encoder input size in pixels (default: the encoder's own)",
     "grid_size": "attention grid side (default: the encoder's natural conv grid)",
     "fine_tune_blocks": "top encoder blocks to train (0: frozen encoder, cached features)",

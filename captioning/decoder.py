@@ -25,6 +25,7 @@ from torch import nn
 from .attention import AdditiveAttention
 from .cells import GATES, StackedRecurrent, State
 from .config import AttentionMode, ModelConfig
+from .decoders import register_decoder
 from .hard_attention import Glimpse, Policy, attention_policy, reinforce_loss, repeat_samples
 from .ops import DerivedTensors, Linear, StepWeights
 from .search import GenerationRules
@@ -100,6 +101,7 @@ class OutputLayer(nn.Module):
         return self.logits(self.dropout(hidden), bias_offset=self.never_predicted)
 
 
+@register_decoder("show_attend_tell")
 class ShowAttendTellDecoder(DerivedTensors, nn.Module):
     """predict_initial_state: h_0, c_0 from the mean annotation vector (else zeros: the VQA decoder
     reads the image as its first input); predict_words: build the output layer (a pointing VQA model
@@ -125,6 +127,18 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         # REINFORCE's moving-average baseline: training state, saved with the weights.
         self.register_buffer("reward_baseline", torch.zeros(()))
         self.register_buffer("baseline_initialised", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def estimate_parameters(cls, config: ModelConfig, vocab_size: int, feature_dim: int) -> int:
+        """About how many parameters `__init__` makes (the loader's check before building)."""
+        e, h, a, d, n = config.embed_dim, config.hidden_dim, config.attention_dim, feature_dim, config.num_layers
+        recurrent = 4 * h * (e + d + h) + (n - 1) * 4 * h * 2 * h
+        return (2 * vocab_size * e + recurrent + 2 * n * d * h + a * (d + h + 1) + h * d + (h + d) * e
+                + vocab_size)
+
+    def describe(self) -> str:
+        c = self.config
+        return f"{c.attention} attention · {c.cell.upper()} {c.hidden_dim}"
 
     # ---- per-image setup -------------------------------------------------------------------
     def memory(self, features: torch.Tensor, context_terms: bool | None = None) -> Memory:

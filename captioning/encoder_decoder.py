@@ -13,6 +13,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .encoders import create_encoder
+from .inference import inference_step
 from .lexicon.tags import TABLES, TagTable, tag_table
 from .limits import beam_width, check_decoding
 from .search import (
@@ -67,8 +68,21 @@ class EncoderDecoder(nn.Module):
         self.config, self.vocab = config, vocab
         self.encoder = create_encoder(config.encoder, pretrained=pretrained_encoder, grid_size=config.grid_size,
                                       image_size=config.image_size, fine_tune_blocks=config.fine_tune_blocks)
-        self.decoder = self.decoder_type(config, len(vocab), self.encoder.channels)
+        self.decoder = self.decoder_kind(config)(config, len(vocab), self.encoder.channels)
         self._encoder_is_pretrained = pretrained_encoder
+        self.inference, self._step = "fast", None
+
+    def use_inference(self, kind: str) -> EncoderDecoder:
+        """Decode through `kind` of the one inference seam (`captioning.inference`): "fast" (the default),
+        "plain" (the paper's equations) or "int8" (quantised products, CPU). Returns the model."""
+        self._step = None if kind == "fast" else inference_step(self.decoder, kind)
+        self.inference = kind
+        return self
+
+    @classmethod
+    def decoder_kind(cls, config: Any) -> type[nn.Module]:
+        """The decoder class a model with `config` is built with (a captioner: the registered kind)."""
+        return cls.decoder_type
 
     @property
     def device(self) -> torch.device:
@@ -122,7 +136,7 @@ class EncoderDecoder(nn.Module):
         beam_size = beam_width(beam_size, sample)
         check_decoding(beam_size=beam_size, max_len=max_len, num_results=num_results, temperature=temperature)
         rules = self.generation_rules
-        step, state = generation_step(self.decoder.step, rules), rules.initial_state(state)
+        step, state = generation_step(self._step or self.decoder.step, rules), rules.initial_state(state)
         if sample or (beam_size == 1 and guidance is None):
             device = state[0].device
             gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
@@ -148,8 +162,9 @@ class EncoderDecoder(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *,
-             pretrained_encoder: bool = True) -> EncoderDecoder:
-        """Rebuild a model from its folder, a run folder (best, else last) or a bundled model's name."""
+             pretrained_encoder: bool = True, inference: str = "fast") -> EncoderDecoder:
+        """Rebuild a model from its folder, a run folder (best, else last) or a bundled model's name;
+        `inference`: how it decodes (`use_inference`)."""
         folder = resolve_checkpoint(path, cls.bundled_dir)
         meta = ckpt.read_config(folder)
         if meta.get("format") != cls.format:
@@ -183,7 +198,8 @@ class EncoderDecoder(nn.Module):
         ckpt.load_into(model, ckpt.read_weights(folder), folder, optional_prefixes=optional)
         if model.generates_words:
             model.eval()._check_one_step(folder)
-        return model.eval().to(device)
+        model = model.eval().to(device)
+        return model.use_inference(inference) if model.generates_words else model
 
     @classmethod
     def _meta_shapes(cls, config: Any, vocab: Vocabulary) -> dict[str, tuple[int, ...]] | None:

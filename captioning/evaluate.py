@@ -30,6 +30,7 @@ from .data.splits import held_out_ids, load_training_records, mark_held_out
 from .engine.device import resolve_device
 from .grounding import grounding_score
 from .lexicon.endings import bad_ending
+from .limits import INFERENCE_HELP, INFERENCE_KINDS
 from .metrics import score_captions, score_results_file
 from .model import Captioner, CaptionResult, load_captioner, resolve_checkpoint
 from .search import DEFAULT_BEAM_SIZE
@@ -48,6 +49,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "val", "test"),
                    help="split to caption (default: test, or val when there is no test split)")
     p.add_argument("--beam-size", type=int, help="beam size (default: the run's beam_size; 1: greedy)")
+    p.add_argument("--inference", choices=INFERENCE_KINDS, default="fast", help=INFERENCE_HELP)
     p.add_argument("--max-len", type=int, help="longest caption in words (default: the model's)")
     p.add_argument("--length-penalty", type=float,
                    help="rank beams by log p / length^this (default: the model's, 0 unless its config.json says)")
@@ -187,7 +189,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     for flag, value in (("--beam-size", beam), ("--max-len", args.max_len), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
-    model = load_captioner(folder, device)
+    model = load_captioner(folder, device, inference=args.inference)
     length_penalty = model.length_penalty if args.length_penalty is None else args.length_penalty
 
     features = None

@@ -12,6 +12,8 @@ DEFAULT_BEAM_SIZE = 3  # what `caption`, `answer` and the commands use unless to
 MAX_BEAM_SIZE = 64     # wider beams only cost memory (beam 5 already ranks as beam 3 does; docs/training.md)
 MAX_LEN = 200          # the longest caption or answer any checkpoint may ask for (config.py's bound)
 MAX_CHOICES = 1000     # candidate answers per question: each one is scored on its own copy of the grid
+INFERENCE_KINDS = ("fast", "plain", "int8")  # the paths of the one inference seam (`captioning.inference`)
+INFERENCE_HELP = "how decoding forms its products: fast (default), plain (the paper's equations) or int8 (CPU)"
 
 
 def whole_number(name: str, value: Any, low: int, high: int) -> int:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torch import nn
 
 from .config import ModelConfig
 from .decoder import DecoderOutput, ShowAttendTellDecoder
+from .decoders import decoder_class
 from .encoder_decoder import EncoderDecoder
 from .encoder_decoder import resolve_checkpoint as resolve_folder
 from .guidance import TAG_FLOOR, TAGS_SHOWN, GuideSettings, Plan, out_of_depth, plan, render
@@ -42,6 +44,10 @@ class CaptionResult:
 class Captioner(EncoderDecoder):
     format, kind = FORMAT, "captioning"
     config_type, decoder_type, bundled_dir = ModelConfig, ShowAttendTellDecoder, BUNDLED_DIR
+
+    @classmethod
+    def decoder_kind(cls, config: ModelConfig) -> type[nn.Module]:
+        return decoder_class(config.decoder)
     config: ModelConfig
     decoder: ShowAttendTellDecoder
 
@@ -187,10 +193,10 @@ class Captioner(EncoderDecoder):
 
 
 def load_captioner(path: str | os.PathLike = DEFAULT_CAPTIONER, device: str | torch.device = "cpu", *,
-                   pretrained_encoder: bool = True) -> Captioner:
+                   pretrained_encoder: bool = True, inference: str = "fast") -> Captioner:
     """Rebuild any captioner variant from its folder, a run folder or a bundled name (by default the app's
     default captioner, so scripts follow it as it improves); never unpickles anything."""
-    return Captioner.load(path, device, pretrained_encoder=pretrained_encoder)
+    return Captioner.load(path, device, pretrained_encoder=pretrained_encoder, inference=inference)
 
 
 def resolve_checkpoint(path: str | os.PathLike, bundled_dir: Path = BUNDLED_DIR) -> Path:

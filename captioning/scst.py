@@ -31,7 +31,6 @@ from .cider import CiderD
 from .data.records import ImageRecord
 from .meteor_proxy import meteor_proxy
 from .model import Captioner
-from .ops import drop_derived
 from .search import Hypothesis
 from .training import Dist, Hooks, TrainerState, Validation, epoch_batches
 
@@ -158,10 +157,9 @@ class SelfCriticalHooks(Hooks):
     def sample(self, features: torch.Tensor) -> tuple[list[Hypothesis], list[Hypothesis] | None]:
         """K sampled captions per image (image-major) and, for the greedy baseline, the greedy captions."""
         decoder, k, max_len = self.model.decoder, self.settings.samples, self.settings.max_len
-        # The policy that samples is the one that learns: no dropout (and test-time hard attention), and
-        # the current weights: a fused Adam step left decoding's weight copies stale (`ops.drop_derived`).
+        # The policy that samples is the one that learns: no dropout (and test-time hard attention); decoding's
+        # weight copies follow the optimizer's steps by themselves (`ops.DerivedTensors`).
         decoder.eval()
-        drop_derived(decoder)
         memory, state = decoder.memory(features), decoder.init_state(features)
         repeated = tuple(s.repeat_interleave(k, 0) for s in state)  # memory stays one row per image
         sampled = self.model.decode(repeated, memory, sample=True, temperature=self.settings.temperature,
@@ -207,7 +205,6 @@ class SelfCriticalHooks(Hooks):
                 writer.add_scalar(f"scst/{name}", value, step)
 
     def validate(self) -> Validation:
-        drop_derived(self.model.decoder)  # the last fused Adam step is not in decoding's weight copies
         validation = self.base.validate()
         means = {name: total / max(self.count, 1) for name, total in self.sums.items()}
         validation.scalars.update({f"scst/epoch_{name}": v for name, v in means.items()})

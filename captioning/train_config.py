@@ -15,6 +15,7 @@ from typing import Any
 from .cells import GATES
 from .config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, ModelConfig
 from .data.formats import FORMATS
+from .decoders import list_decoders
 from .encoders import list_encoders
 from .limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE
 from .training.options import RUN_CONFIG, ConfigSchema
@@ -102,7 +103,7 @@ RESUMABLE = {"annotations", "images", "skip_invalid", "cache_dir", "epochs", "pa
 SCHEMA: ConfigSchema[CaptionTrainConfig] = ConfigSchema(
     CaptionTrainConfig, resumable=RESUMABLE, path_keys=("annotations", "images", "cache_dir"),
     command="captioning train",
-    choices={"format": FORMATS, "encoder": list_encoders, "attention": ATTENTION_KINDS,
+    choices={"format": FORMATS, "encoder": list_encoders, "decoder": list_decoders, "attention": ATTENTION_KINDS,
              "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "val_metric": VAL_METRICS,
              "scst_baseline": SCST_BASELINES})
 

@@ -210,6 +210,14 @@ def test_decoding_after_fused_optimizer_steps_uses_the_new_weights():
     dec(features, captions).loss.backward()
     optimizer.step()
     assert torch.allclose(decode(dec), decode(copy.deepcopy(dec)), atol=1e-6)
+    # and without a train/eval switch between (SCST samples in eval mode between its steps): no manual drop
+    dec.eval()
+    before = decode(dec)
+    with torch.enable_grad():
+        dec(features, captions).loss.backward()
+    optimizer.step()
+    after = decode(dec)
+    assert not torch.allclose(before, after) and torch.allclose(after, decode(copy.deepcopy(dec)), atol=1e-6)
 
 
 def test_repeated_eval_keeps_the_decoding_caches():

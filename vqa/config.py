@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from captioning.cells import GATES
-from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, Choice, ModelConfig
+from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, Choice, ModelConfig, shown
+from captioning.decoders import DEFAULT_DECODER
 from captioning.encoders import list_encoders
 from captioning.limits import MAX_BEAM_SIZE
 from captioning.training.options import ConfigSchema
@@ -48,6 +49,8 @@ class AnswererConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decoder != DEFAULT_DECODER:  # the answerer's decoder reads questions: one kind for now
+            raise ValueError(f"decoder must be {DEFAULT_DECODER} for question answering, got {shown(self.decoder)}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         self.task = QATask(self.task)
@@ -118,7 +121,8 @@ SCHEMA: ConfigSchema[TrainConfig] = ConfigSchema(
     TrainConfig, resumable=RESUMABLE, path_keys=("annotations", "images", "questions", "cache_dir"),
     command="vqa train",
     choices={"select_metric": SELECT_METRICS, "questions_split": SPLITS, "attention": ATTENTION_KINDS,
-             "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "task": TASKS, "encoder": list_encoders})
+             "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "task": TASKS, "encoder": list_encoders,
+             "decoder": (DEFAULT_DECODER,)})
 KEYS = SCHEMA.keys
 
 HELP = {

@@ -281,7 +281,7 @@ class Answerer(EncoderDecoder):
 
 
 def load_answerer(path: str | os.PathLike = DEFAULT_ANSWERER, device: str | torch.device = "cpu", *,
-                  pretrained_encoder: bool = True) -> Answerer:
+                  pretrained_encoder: bool = True, inference: str = "fast") -> Answerer:
     """Rebuild an answerer from its folder, a run folder (best, else last) or a bundled model's name (by
     default the app's default answerer, so scripts follow it as it improves)."""
-    return Answerer.load(path, device, pretrained_encoder=pretrained_encoder)
+    return Answerer.load(path, device, pretrained_encoder=pretrained_encoder, inference=inference)

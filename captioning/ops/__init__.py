@@ -9,8 +9,8 @@ from .attention_scores import (
            attention_weights,
            step_weights,
 )
-from .cache import DerivedTensors, Linear, drop_derived
+from .cache import DerivedTensors, Linear
 from .tape import StepWeights, step_token
 
 __all__ = ["DerivedTensors", "Kernel", "Linear", "StepScores", "StepWeights", "additive_scores",
-           "additive_weights", "attention_weights", "drop_derived", "step_token", "step_weights"]
+           "additive_weights", "attention_weights", "step_token", "step_weights"]

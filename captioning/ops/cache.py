@@ -12,24 +12,36 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 class _Derived(NamedTuple):
-    key: tuple       # (storage, version, dtype) of every source tensor when `value` was built
+    key: tuple       # optimizer steps so far, then (storage, version, dtype) of every source tensor
     value: Any
+
+
+_optimizer_steps = [0]  # steps taken by any optimizer in this process
+
+
+def _count_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    _optimizer_steps[0] += 1
+
+
+# Fused optimizers (`Adam(fused=True)`) update weights in place without bumping their version counters: every
+# optimizer step also ends every derived copy, so nothing that trains has to invalidate them by hand.
+register_optimizer_step_post_hook(_count_step)
 
 
 class DerivedTensors:
     """Mixin for modules that keep tensors derived from their weights between inference calls (a
     transposed weight, concatenated readers, a BatchNorm-folded trunk), each in `__dict__["_" + name]`
     (outside the state dict). An entry is rebuilt when a source tensor changes (new storage or an
-    in-place update), and all are dropped by `.to()`, by a switch between training and evaluation (a
-    training loop validates in eval mode), and by `drop_derived`: fused optimizers (`Adam(fused=True)`)
-    update weights in place without bumping their version counters."""
+    in-place update) and after any optimizer step (fused optimizers update weights in place without bumping
+    their version counters); all are dropped by `.to()` and by a switch between training and evaluation."""
 
     def derived(self, name: str, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         try:
-            key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+            key = (_optimizer_steps[0], *((t.data_ptr(), t._version, t.dtype) for t in sources))
         except RuntimeError:  # an inference-mode tensor has no version counter: build afresh, keep nothing
             return build()
         entry = self.__dict__.get("_" + name)
@@ -52,15 +64,6 @@ class DerivedTensors:
         if mode != self.training:  # a real switch; the per-call eval() of `caption` keeps the copies
             self._drop_derived()
         return super().train(mode)
-
-
-def drop_derived(module: nn.Module) -> None:
-    """Forget every derived copy under `module`. Whatever decodes between optimizer steps calls it first
-    (SCST's sampler): a fused step updates weights in place without bumping their version counters, so a
-    copy built from the old weights would otherwise be read until the next train/eval switch."""
-    for part in module.modules():
-        if isinstance(part, DerivedTensors):
-            part._drop_derived()
 
 
 class Linear(DerivedTensors, nn.Linear):
