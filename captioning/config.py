@@ -159,7 +159,12 @@ class ModelConfig:
         return decoder_class(self.decoder).estimate_parameters(self, vocab_size, channels)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as JSON values; the default decoder kind is left out, so checkpoints of the paper's
+        decoder read as before (and load in versions that predate the decoder registry)."""
+        data = asdict(self)
+        if data["decoder"] == DEFAULT_DECODER:
+            del data["decoder"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -173,7 +173,28 @@ class ImageEncoder(DerivedTensors, nn.Module):
         return self.head(grid.to(head_dtype)).float()
 
 
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """What an encoder's pretrained weights expect and give, known without building it (as timm's
+    `pretrained_cfg`): input size, normalisation, channels and natural grid of its last conv map, and the
+    label set of its classifier head (None: it has none, so no tags)."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channels: int
+    grid_size: int
+    head_labels: str | None = IMAGENET_1K
+
+
+PRETRAINED: dict[str, PretrainedConfig] = {}
 _REGISTRY: dict[str, Callable[..., ImageEncoder]] = {}
+
+
+def pretrained_config(name: str) -> PretrainedConfig:
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown encoder {shown(name)}; choose one of: {', '.join(list_encoders())}")
+    return PRETRAINED[name]
 
 
 def register_encoder(name: str) -> Callable[[Callable[..., ImageEncoder]], Callable[..., ImageEncoder]]:
@@ -210,6 +231,8 @@ class _LiteTrunk(nn.Module):
 
 def _efficientnet_lite(variant: str) -> None:
     spec = LITE_VARIANTS[variant]
+    cfg = PRETRAINED[f"efficientnet_{variant}"] = PretrainedConfig(spec.image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                                                                  1280, -(-spec.image_size // 32))
 
     @register_encoder(f"efficientnet_{variant}")
     def build(*, pretrained: bool, grid_size: int | None, image_size: int | None,
@@ -220,8 +243,8 @@ def _efficientnet_lite(variant: str) -> None:
         head = PooledLinear(net._fc)
         del net._fc  # lives on as `head`, outside the trunk
         blocks = [*net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
-        pre = Preprocessing(image_size or spec.image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-        return ImageEncoder(f"efficientnet_{variant}", _LiteTrunk(net), net._conv_head.out_channels, pre, grid_size,
+        pre = Preprocessing(image_size or cfg.image_size, cfg.mean, cfg.std)
+        return ImageEncoder(f"efficientnet_{variant}", _LiteTrunk(net), cfg.channels, pre, grid_size,
                             blocks, fine_tune_blocks, fold=fold_batchnorm, head=head, head_labels=IMAGENET_1K)
         # fold: 1.1-1.4x on a CPU (bench.py --only components); ResNet-50 gained nothing
 
@@ -244,6 +267,9 @@ def _torchvision_weights(builder: Callable[..., nn.Module], weights: object, pre
 
 
 def _resnet(name: str, depth: int) -> None:
+    # 448 pixels give a true 14x14 conv5 grid (stride 32), the paper's 196 locations.
+    cfg = PRETRAINED[name] = PretrainedConfig(448, IMAGENET_MEAN, IMAGENET_STD, 2048, 14)
+
     @register_encoder(name)
     def build(*, pretrained: bool, grid_size: int | None, image_size: int | None,
               fine_tune_blocks: int) -> ImageEncoder:
@@ -253,14 +279,16 @@ def _resnet(name: str, depth: int) -> None:
         weights = getattr(tvm, f"ResNet{depth}_Weights").DEFAULT
         net = _torchvision_weights(builder, weights, pretrained)
         trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-        # 448 pixels give a true 14x14 conv5 grid (stride 32), the paper's 196 locations.
-        pre = Preprocessing(image_size or 448, IMAGENET_MEAN, IMAGENET_STD)
+        pre = Preprocessing(image_size or cfg.image_size, cfg.mean, cfg.std)
         blocks = [*net.layer3, *net.layer4]
-        return ImageEncoder(name, trunk, 2048, pre, grid_size or 14, blocks, fine_tune_blocks,
+        return ImageEncoder(name, trunk, cfg.channels, pre, grid_size or cfg.grid_size, blocks, fine_tune_blocks,
                             head=PooledLinear(net.fc), head_labels=IMAGENET_1K)
 
 
 def _vgg(name: str, depth: int) -> None:
+    # conv5 grid as in the paper: the features before the last max-pool (14x14x512 at 224).
+    cfg = PRETRAINED[name] = PretrainedConfig(224, IMAGENET_MEAN, IMAGENET_STD, 512, 14)
+
     @register_encoder(name)
     def build(*, pretrained: bool, grid_size: int | None, image_size: int | None,
               fine_tune_blocks: int) -> ImageEncoder:
@@ -269,13 +297,12 @@ def _vgg(name: str, depth: int) -> None:
         builder = getattr(tvm, name)
         weights = getattr(tvm, f"VGG{depth}_Weights").DEFAULT
         net = _torchvision_weights(builder, weights, pretrained)
-        # conv5 grid as in the paper: the features before the last max-pool (14x14x512 at 224).
         layers = list(net.features.children())
         trunk = nn.Sequential(*layers[:-1])
-        pre = Preprocessing(image_size or 224, IMAGENET_MEAN, IMAGENET_STD)
+        pre = Preprocessing(image_size or cfg.image_size, cfg.mean, cfg.std)
         convs = [m for m in trunk if isinstance(m, nn.Conv2d)]
         head = nn.Sequential(layers[-1], net.avgpool, nn.Flatten(1), net.classifier)  # pool5, then fc6-fc8
-        return ImageEncoder(name, trunk, 512, pre, grid_size or 14, convs, fine_tune_blocks, head=head,
+        return ImageEncoder(name, trunk, cfg.channels, pre, grid_size or cfg.grid_size, convs, fine_tune_blocks, head=head,
                             head_labels=IMAGENET_1K)
 
 

@@ -90,3 +90,15 @@ def test_inference_folds_batchnorm_without_changing_the_features():
     with torch.no_grad():
         tuned(pixels)
     assert "_folded" not in tuned.__dict__  # fine-tuned encoders keep their BatchNorm layers
+
+
+@pytest.mark.parametrize("name", list_encoders())
+def test_each_encoders_pretrained_config_is_what_it_builds(name):
+    """`pretrained_config(name)` says, without building anything, what the built encoder takes and gives."""
+    from captioning.encoders import pretrained_config
+
+    cfg, encoder = pretrained_config(name), create_encoder(name, pretrained=False)
+    assert (cfg.channels, cfg.grid_size, cfg.image_size) == (encoder.channels, encoder.grid_size,
+                                                             encoder.preprocess.image_size)
+    assert (cfg.mean, cfg.std, cfg.head_labels) == (encoder.preprocess.mean, encoder.preprocess.std,
+                                                    encoder.head_labels)
