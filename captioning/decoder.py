@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import AdditiveAttention
@@ -27,6 +26,7 @@ from .cells import GATES, StackedRecurrent, State
 from .config import AttentionMode, ModelConfig
 from .decoders import register_decoder
 from .hard_attention import Glimpse, Policy, attention_policy, reinforce_loss, repeat_samples
+from .losses import generation_logits, target_log_probs
 from .ops import DerivedTensors, Linear, StepWeights
 from .search import GenerationRules
 
@@ -292,15 +292,9 @@ class ShowAttendTellDecoder(DerivedTensors, nn.Module):
         # Output layer and loss only where there is a target word (no padding rows).
         rows = mask.nonzero(as_tuple=True)
         logits = self.output(embedded[rows], out.hiddens[rows], out.contexts[rows])
-        if temperature != 1.0:
-            logits = logits / temperature
-        if rules is not None:
-            before = torch.cat([torch.full_like(inputs[:, :1], rules.start_id), inputs[:, :-1]], 1)
-            logits = rules.masked_logits(logits, inputs[rows], before[rows])
-        token_log_probs = -F.cross_entropy(logits.float(), targets[rows], reduction="none")
-        sequence_log_probs = torch.zeros(captions.shape[0], device=logits.device).index_add(0, rows[0], token_log_probs)
+        logits = generation_logits(logits, inputs, rows, rules, temperature)
+        _, sequence_log_probs, nll = target_log_probs(logits, targets[rows], rows[0], captions.shape[0])
         n_tokens = mask.sum()
-        nll = -token_log_probs.sum() / n_tokens
 
         alpha_seq = out.alphas * mask.unsqueeze(-1).to(out.alphas.dtype)  # (B, T, P)
         # Doubly stochastic attention: every location should receive about one unit of attention overall.

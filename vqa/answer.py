@@ -9,7 +9,7 @@ import sys
 from captioning.engine.device import resolve_device
 from captioning.engine.figures import attention_figure
 from captioning.images import open_image
-from captioning.limits import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, whole_number
+from captioning.limits import DEFAULT_BEAM_SIZE, INFERENCE_HELP, INFERENCE_KINDS, MAX_BEAM_SIZE, whole_number
 
 from .config import QATask
 from .model import AnswerResult, load_answerer
@@ -24,11 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention-out", metavar="FILE", help="save a PNG: one attention map per question word")
     parser.add_argument("--beam-size", type=int, default=DEFAULT_BEAM_SIZE, help="open-ended decoding beam (1: greedy)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--inference", choices=INFERENCE_KINDS, default="fast", help=INFERENCE_HELP)
 
 
 def main(args: argparse.Namespace) -> AnswerResult:
     whole_number("--beam-size", args.beam_size, 1, MAX_BEAM_SIZE)
-    model = load_answerer(args.run, resolve_device(args.device))
+    model = load_answerer(args.run, resolve_device(args.device), inference=args.inference)
     image = open_image(args.image, at_least=model.encoder.preprocess.decode_at_least)
     result = model.answer(image, args.question, choices=args.choices, beam_size=args.beam_size)
     for notice in result.notices:

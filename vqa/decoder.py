@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from captioning.cells import State
 from captioning.decoder import Memory, ShowAttendTellDecoder, Unrolled
 from captioning.hard_attention import Policy, repeat_samples
+from captioning.losses import target_log_probs
 
 from .config import AnswererConfig, QATask
 
@@ -138,10 +138,8 @@ class QuestionAnsweringDecoder(ShowAttendTellDecoder):
         else:
             rows = (seq.targets != 0).nonzero(as_tuple=True)
             logits = self.output(p.embedded[rows], out.hiddens[rows], out.contexts[rows])
-            token_log_probs = -F.cross_entropy(logits.float(), seq.targets[rows], reduction="none")
-            scores = reward = torch.zeros(features.shape[0], device=logits.device).index_add(0, rows[0],
-                                                                                          token_log_probs)
-            nll = -token_log_probs.sum() / max(1, rows[0].numel())
+            _, scores, nll = target_log_probs(logits, seq.targets[rows], rows[0], features.shape[0])
+            reward = scores
         loss = nll
         if self.config.doubly_stochastic:
             coverage = out.alphas.sum(dim=1)  # (B, P)

@@ -23,6 +23,7 @@ from captioning import checkpoint as ckpt
 from captioning.data.annotations import DatasetError
 from captioning.encoder_decoder import resolve_checkpoint
 from captioning.engine.device import resolve_device
+from captioning.limits import INFERENCE_HELP, INFERENCE_KINDS
 from captioning.training.options import RUN_CONFIG
 
 from .config import QATask, TrainConfig
@@ -257,6 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiple choice only (skips answer generation)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--inference", choices=INFERENCE_KINDS, default="fast", help=INFERENCE_HELP)
     parser.add_argument("--format", help="data to evaluate on (default: what the model was trained on): "
                         "visual7w | easy-vqa | shapes | vqa (VQA v2)")
     parser.add_argument("--annotations", help="annotation file (default: the training run's); VQA v2: the "
@@ -318,7 +320,7 @@ def _cache_dir(given: str | None, folder: Path) -> Path:
 def main(args: argparse.Namespace) -> Report:
     device = resolve_device(args.device)
     folder = resolve_checkpoint(args.run, BUNDLED_DIR)
-    model = load_answerer(folder, device)
+    model = load_answerer(folder, device, inference=args.inference)
     config = data_config(folder, args)
     if args.results_out and not args.open_ended:
         raise ValueError("--results-out writes the generated answers: drop --no-open-ended")

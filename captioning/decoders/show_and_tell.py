@@ -11,11 +11,11 @@ the search use it unchanged. Its attention maps are uniform: it attends nowhere 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
 from ..decoder import DecoderOutput
+from ..losses import generation_logits, target_log_probs
 from ..search import GenerationRules
 from . import register_decoder
 
@@ -80,12 +80,7 @@ class ShowAndTellDecoder(nn.Module):
         inputs, targets, mask = inputs[:, :steps], targets[:, :steps], mask[:, :steps]
         hiddens, _ = self.lstm(self.embedding(inputs), (h, c))
         rows = mask.nonzero(as_tuple=True)
-        logits = self._logits(hiddens[rows]) / temperature
-        if rules is not None:
-            before = torch.cat([torch.full_like(inputs[:, :1], rules.start_id), inputs[:, :-1]], 1)
-            logits = rules.masked_logits(logits, inputs[rows], before[rows])
-        token_log_probs = -F.cross_entropy(logits.float(), targets[rows], reduction="none")
-        sequence = torch.zeros(captions.shape[0], device=logits.device).index_add(0, rows[0], token_log_probs)
-        nll = -token_log_probs.sum() / mask.sum()
+        logits = generation_logits(self._logits(hiddens[rows]), inputs, rows, rules, temperature)
+        _, sequence, nll = target_log_probs(logits, targets[rows], rows[0], captions.shape[0])
         alphas = mask.unsqueeze(-1).to(features.dtype).expand(-1, -1, features.shape[1]) / features.shape[1]
         return DecoderOutput(nll, nll, nll.new_zeros(()), alphas, sequence)
