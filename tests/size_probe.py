@@ -10,22 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
-
-def peak_mib() -> float:
-    """This process's peak resident memory: VmHWM, which starts afresh at exec (ru_maxrss keeps the peak of the
-    process image before the exec, so a child forked from a big parent would report the parent's size)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from bench.hostile import peak_mib
 
 
 def _command(package: str, argv: list[str]) -> list[str]:

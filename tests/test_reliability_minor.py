@@ -7,11 +7,11 @@ import io
 import json
 import os
 import warnings
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from bench.hostile_inputs import coco_captions, coco_results
 from captioning.cli import main as captioning_cli
 from captioning.data.annotations import DatasetError, read_json
 from captioning.engine.device import resolve_device
@@ -25,25 +25,13 @@ from .helpers import CAPTIONS, random_features, tiny_captioner
 from .test_reliability_questions import IMAGE, _answerer
 
 
-def _coco(path: Path, captions: dict[int, list]) -> Path:
-    path.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.jpg"} for i in captions],
-                                "annotations": [{"id": 10 * i + k, "image_id": i, "caption": c}
-                                                for i, cs in captions.items() for k, c in enumerate(cs)]}))
-    return path
-
-
-def _results(path: Path, captions: dict[int, str]) -> Path:
-    path.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in captions.items()]))
-    return path
-
-
 def test_json_nested_deeper_than_the_recursion_limit_names_the_file(tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DatasetError, match=r"deep\.json: invalid JSON \(nested too deeply"):
         read_json(deep)
     with pytest.raises(ValueError, match=r"deep\.json: not valid JSON"):
-        score_results_file(deep, _coco(tmp_path / "ann.json", {1: ["a dog"]}), use_java=False)
+        score_results_file(deep, coco_captions(tmp_path / "ann.json", {1: ["a dog"]}), use_java=False)
 
 
 @pytest.mark.parametrize("annotations, message", [
@@ -56,16 +44,16 @@ def test_json_nested_deeper_than_the_recursion_limit_names_the_file(tmp_path):
 def test_broken_coco_annotations_for_a_results_file_are_named(tmp_path, annotations, message):
     (tmp_path / "ann.json").write_text(json.dumps(annotations))
     with pytest.raises(ValueError, match=message):
-        score_results_file(_results(tmp_path / "res.json", {1: "a dog"}), tmp_path / "ann.json", use_java=False)
+        score_results_file(coco_results(tmp_path / "res.json", {1: "a dog"}), tmp_path / "ann.json", use_java=False)
 
 
 def test_a_results_file_covering_few_images_says_so(tmp_path):
-    annotations = _coco(tmp_path / "ann.json", {i: ["a dog runs", "a brown dog"] for i in range(60)})
-    scores = score_results_file(_results(tmp_path / "res.json", {3: "a dog runs"}), annotations, use_java=False)
+    annotations = coco_captions(tmp_path / "ann.json", {i: ["a dog runs", "a brown dog"] for i in range(60)})
+    scores = score_results_file(coco_results(tmp_path / "res.json", {3: "a dog runs"}), annotations, use_java=False)
     assert scores.notes[0] == f"the results caption 1 of the 60 images in {annotations}; only those are scored"
     assert scores.metrics["Bleu_1"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match=r"1 of its image ids are not in .*ann\.json \(e\.g\. 99\)"):
-        score_results_file(_results(tmp_path / "res2.json", {99: "a cat"}), annotations, use_java=False)
+        score_results_file(coco_results(tmp_path / "res2.json", {99: "a cat"}), annotations, use_java=False)
 
 
 @pytest.mark.parametrize("name", ["meta", "xpu"])
