@@ -74,7 +74,8 @@ class EncoderDecoder(nn.Module):
 
     def use_inference(self, kind: str) -> EncoderDecoder:
         """Decode through `kind` of the one inference seam (`captioning.inference`): "fast" (the default),
-        "plain" (the paper's equations) or "int8" (quantised products, CPU). Returns the model."""
+        "plain" (the paper's equations) or "int8" (quantised products, CPU). Returns the model. int8 quantises
+        the weights as they are when called: choose it after loading, moving and training."""
         self._step = None if kind == "fast" else inference_step(self.decoder, kind)
         self.inference = kind
         return self
