@@ -168,16 +168,19 @@ def folder_stamp(folder: Path) -> float:
     return max(times, default=0.0)
 
 
-def caption_checkpoint(source: str) -> tuple[str, float]:
-    """(resolved checkpoint folder, stamp) for a bundled name, checkpoint folder or run folder."""
-    folder = resolve_checkpoint(Path(source).expanduser(), CAPTION_BUNDLED_DIR)
+def _checkpoint(source: str, bundled_dir: Path) -> tuple[str, float]:
+    """(resolved checkpoint folder, stamp) for a bundled name, checkpoint folder or run folder, by the one
+    resolver of the API and the commands."""
+    folder = resolve_checkpoint(Path(source).expanduser(), bundled_dir)
     return str(folder.resolve()), folder_stamp(folder)
+
+
+def caption_checkpoint(source: str) -> tuple[str, float]:
+    return _checkpoint(source, CAPTION_BUNDLED_DIR)
 
 
 def vqa_checkpoint(source: str) -> tuple[str, float]:
-    """The same for a question-answering model: the one resolver of the API and the commands."""
-    folder = resolve_checkpoint(Path(source).expanduser(), VQA_BUNDLED_DIR)
-    return str(folder.resolve()), folder_stamp(folder)
+    return _checkpoint(source, VQA_BUNDLED_DIR)
 
 
 def app_device() -> torch.device:

@@ -76,6 +76,15 @@ class DecoderOutput:
     sequence_log_probs: torch.Tensor  # (B,) log p(caption | image)
 
 
+def never_predicted(vocab_size: int) -> torch.Tensor:
+    """A bias offset for the (V,) word logits: <pad> (0) and <start> (1) are never a next word, so -inf joins
+    their bias and they leave the softmax in training and decoding alike, at no cost (a masked copy of the
+    (N, V) logits would cost a pass each way)."""
+    never = torch.zeros(vocab_size)
+    never[:2] = float("-inf")
+    return never
+
+
 class OutputLayer(nn.Module):
     """Deep output: p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)); or L_o(h_t) when shallow."""
 
@@ -87,11 +96,7 @@ class OutputLayer(nn.Module):
             self.hidden_proj = Linear(hidden_dim, embed_dim)
             self.context_proj = Linear(feature_dim, embed_dim, bias=False)
         self.logits = Linear(embed_dim if deep else hidden_dim, vocab_size)
-        # <pad> (0) and <start> (1) are never a next word: -inf joins their bias, so they leave the softmax in
-        # training and decoding alike, at no cost (a masked copy of the (N, V) logits would cost a pass each way).
-        never = torch.zeros(vocab_size)
-        never[:2] = float("-inf")
-        self.register_buffer("never_predicted", never, persistent=False)
+        self.register_buffer("never_predicted", never_predicted(vocab_size), persistent=False)
 
     def forward(self, embedded: torch.Tensor, hidden: torch.Tensor, context: torch.Tensor,
                 context_projected: bool = False) -> torch.Tensor:

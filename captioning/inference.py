@@ -65,6 +65,7 @@ class PlainStep:
 
     def __init__(self, decoder: nn.Module, products: Products):
         self.decoder, self.p = decoder, products
+        self.attend = decoder.policy(False)                          # soft, or hard attention's test-time rule
 
     def __call__(self, tokens: torch.Tensor, state: State, memory: tuple) -> tuple[torch.Tensor, State, torch.Tensor]:
         d, p = self.decoder, self.p
@@ -73,7 +74,7 @@ class PlainStep:
         h_prev = state[0][:, -1]                                     # top layer's h_{t-1} (B, H)
         query = p.query(h_prev).view(images, beams // images, 1, -1)  # W_h h_{t-1}, k beams per image
         scores = p.score(torch.tanh(projected.unsqueeze(1) + query)).view(beams, -1)   # e_t (B, P)
-        glimpse = d.policy(False)(grid, scores.softmax(dim=-1))      # alpha_t, z_t (soft or argmax)
+        glimpse = self.attend(grid, scores.softmax(dim=-1))          # alpha_t, z_t (soft or argmax)
         z = glimpse.context if p.gate is None else torch.sigmoid(p.gate(h_prev)) * glimpse.context
         embedded = d.embedding(tokens)                               # E y_{t-1}
         new_state = self._cells(p.word(embedded) + p.context(z), state)

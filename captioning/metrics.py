@@ -165,6 +165,17 @@ def score_captions(references: Refs, hypotheses: Hyps, *, use_java: bool | None 
     return Scores(metrics, notes, tokenizer)
 
 
+def caption_entry(entry: dict[str, Any], where: str) -> tuple[Any, str]:
+    """(image_id, caption) of one results or annotations entry; a ValueError naming `where` when the caption is
+    not text or the id neither a number nor a string."""
+    image_id, caption = entry["image_id"], entry["caption"]
+    if not isinstance(caption, str):
+        raise ValueError(f"{where}: the caption must be text, got {type(caption).__name__}")
+    if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+        raise ValueError(f"{where}: image_id must be a number or a string, got {image_id!r}")
+    return image_id, caption
+
+
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """A COCO results file: a JSON list of {"image_id", "caption"}."""
     regular_file(Path(path), "results file")
@@ -181,12 +192,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: the results list is empty")
     seen: dict[Any, int] = {}
     for i, entry in enumerate(data):
-        image_id, caption = entry["image_id"], entry["caption"]
-        if not isinstance(caption, str):
-            raise ValueError(f"{path}: entry {i} (image_id {image_id!r}): the caption must be text, "
-                             f"got {type(caption).__name__}")
-        if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
-            raise ValueError(f"{path}: entry {i}: image_id must be a number or a string, got {image_id!r}")
+        image_id, _ = caption_entry(entry, f"{path}: entry {i} (image_id {entry['image_id']!r})")
         if image_id in seen:
             raise ValueError(f"{path}: entry {i}: image_id {image_id!r} already has a caption (entry "
                              f"{seen[image_id]}); a results file holds one caption per image")
@@ -204,11 +210,7 @@ def coco_references(annotations: str | Path) -> dict[Any, list[str]]:
         where = f"{annotations}: annotations[{i}]"
         if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
             raise ValueError(f'{where}: expected an object with "image_id" and "caption"')
-        image_id, caption = entry["image_id"], entry["caption"]
-        if not isinstance(caption, str):
-            raise ValueError(f"{where}: the caption must be text, got {type(caption).__name__}")
-        if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
-            raise ValueError(f"{where}: image_id must be a number or a string, got {type(image_id).__name__}")
+        image_id, caption = caption_entry(entry, where)
         references.setdefault(image_id, []).append(caption)
     if not references:
         raise ValueError(f"{annotations}: holds no captions")

@@ -44,12 +44,12 @@ class CaptionResult:
 class Captioner(EncoderDecoder):
     format, kind = FORMAT, "captioning"
     config_type, decoder_type, bundled_dir = ModelConfig, ShowAttendTellDecoder, BUNDLED_DIR
+    config: ModelConfig
+    decoder: ShowAttendTellDecoder  # or another registered kind (`config.decoder`)
 
     @classmethod
     def decoder_kind(cls, config: ModelConfig) -> type[nn.Module]:
         return decoder_class(config.decoder)
-    config: ModelConfig
-    decoder: ShowAttendTellDecoder
 
     def __init__(self, config: ModelConfig, vocab: Vocabulary, *, pretrained_encoder: bool = True,
                  guide_settings: GuideSettings | None = None):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..decoder import DecoderOutput
+from ..decoder import DecoderOutput, never_predicted
 from ..losses import generation_logits, target_log_probs
 from ..search import GenerationRules
 from . import register_decoder
@@ -31,6 +31,7 @@ class ShowAndTellDecoder(nn.Module):
                             dropout=c.dropout if c.num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(c.dropout)
         self.logits = nn.Linear(c.hidden_dim, vocab_size)                      # L_o
+        self.register_buffer("never_predicted", never_predicted(vocab_size), persistent=False)
 
     @classmethod
     def estimate_parameters(cls, config: ModelConfig, vocab_size: int, feature_dim: int) -> int:
@@ -62,8 +63,7 @@ class ShowAndTellDecoder(nn.Module):
         return log_probs, (h.transpose(0, 1), c.transpose(0, 1)), alpha
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(self.dropout(hidden))
-        return torch.cat([torch.full_like(logits[..., :2], float("-inf")), logits[..., 2:]], dim=-1)  # never <pad>, <start>
+        return self.logits(self.dropout(hidden)) + self.never_predicted
 
     # ---- training ----------------------------------------------------------------------------------
     def forward(self, features: torch.Tensor, captions: torch.Tensor, rules: GenerationRules | None = None,

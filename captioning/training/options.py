@@ -216,15 +216,10 @@ class ConfigSchema(Generic[C]):
         return path
 
     # ---- resolution --------------------------------------------------------------------------------------
-    def resolve_values(self, run_dir: Path, yaml_path: str | os.PathLike | None, overrides: Mapping[str, Any],
-                       resuming: bool) -> dict[str, Any]:
-        """Defaults < saved run config < YAML < command line, as flat values; paths absolute; a resumed
-        run may change only the resumable keys."""
-        return self._resolve(run_dir, yaml_path, overrides, resuming)[0]
-
     def _resolve(self, run_dir: Path, yaml_path: str | os.PathLike | None, overrides: Mapping[str, Any],
                  resuming: bool) -> tuple[dict[str, Any], dict[str, str]]:
-        """The flat values and, for each value not a default, where it came from (a file or a flag)."""
+        """Defaults < saved run config < YAML < command line, as flat values (paths absolute; a resumed run may
+        change only the resumable keys), and for each value not a default where it came from (a file or a flag)."""
         saved_path = Path(run_dir) / RUN_CONFIG
         saved = self.read_yaml(saved_path) if saved_path.is_file() else {}
         from_yaml = self.read_yaml(yaml_path) if yaml_path else {}
