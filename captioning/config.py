@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
-from .decoders import DEFAULT_DECODER, decoder_class
+from .decoders import CAPTION, DEFAULT_DECODER, decoder_class
 
 
 class Choice(str, Enum):
@@ -111,6 +111,7 @@ class ReinforceConfig:
 
 @dataclass
 class ModelConfig:
+    decoder_task: ClassVar[str] = CAPTION  # which registry `decoder` names a kind of
     encoder: str = "efficientnet_lite0"
     decoder: str = DEFAULT_DECODER      # a registered decoder kind (`captioning.decoders`)
     image_size: int | None = None       # None: the encoder's own default
@@ -140,7 +141,7 @@ class ModelConfig:
         if not isinstance(self.decoder, str):
             raise ValueError(f"decoder must be a name, got {shown(self.decoder)}")
         if self.decoder != DEFAULT_DECODER:  # another kind: it must be registered (the default needs no lookup)
-            decoder_class(self.decoder)
+            decoder_class(self.decoder, self.decoder_task)
         for name, bounds in INT_LIMITS.items():
             value = getattr(self, name)
             if value is not None or name not in ("image_size", "grid_size"):
@@ -156,7 +157,7 @@ class ModelConfig:
     def decoder_parameters(self, vocab_size: int, channels: int = 2048) -> int:
         """About how many parameters the decoder has (an upper bound for any registered encoder's `channels`):
         what a loader checks against free memory before allocating anything. The decoder kind's own estimate."""
-        return decoder_class(self.decoder).estimate_parameters(self, vocab_size, channels)
+        return decoder_class(self.decoder, self.decoder_task).estimate_parameters(self, vocab_size, channels)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON values; the default decoder kind is left out, so checkpoints of the paper's

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from .decoders import decoder_class
 from .encoders import create_encoder
 from .inference import inference_step
 from .lexicon.tags import TABLES, TagTable, tag_table
@@ -60,7 +61,7 @@ class EncoderDecoder(nn.Module):
     format: ClassVar[str]
     kind: ClassVar[str]                 # for messages: "captioning", "question-answering"
     config_type: ClassVar[Any]          # a dataclass with to_dict / from_dict
-    decoder_type: ClassVar[type[nn.Module]]
+    decoder_task: ClassVar[str]         # the decoder registry's task: "caption" or "answer"
     bundled_dir: ClassVar[Path]
 
     def __init__(self, config: Any, vocab: Vocabulary, *, pretrained_encoder: bool = True):
@@ -82,8 +83,8 @@ class EncoderDecoder(nn.Module):
 
     @classmethod
     def decoder_kind(cls, config: Any) -> type[nn.Module]:
-        """The decoder class a model with `config` is built with (a captioner: the registered kind)."""
-        return cls.decoder_type
+        """The decoder class a model with `config` is built with: the kind it names, from the registry."""
+        return decoder_class(config.decoder, cls.decoder_task)
 
     @property
     def device(self) -> torch.device:

@@ -20,10 +20,15 @@ classes summed into caption words, `captioning.lexicon.tags`) into a `search.Gui
   requires the stand-in, which the decoder knows how to place and continue after, and the caption
   prints the word instead (Hendricks et al. 2016's direct transfer, without touching a weight).
 
+Where the evidence cannot choose, the caption hedges (Deng et al. 2012): an exclusive kind's words the tags
+split between are printed as the kind ("an animal"), and `hedge_people` prints a word for who a person is
+that the decoder itself was unsure of as "person"; each hedge comes with a notice saying why.
+
 `out_of_depth` says when the strongest tag is a thing the captioner saw in few training captions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -31,7 +36,7 @@ from typing import Any
 import torch
 
 from .config import shown
-from .lexicon.tags import TagTable
+from .lexicon.tags import TagTable, caption_words
 from .search import Guidance
 from .vocab import Vocabulary
 
@@ -53,6 +58,12 @@ class GuideSettings:
     dominant_at: float = 0.05      # a kind's top word this probable rules out ...
     dominance: float = 3.0         # ... the words of its kind it is this many times as probable as,
     say_from: float = 0.0          # ... and those less probable than this
+    hedge_people: float = 0.0      # a word for who a person is ("boy", "women") that the decoder gave less
+                                   # than this probability is said as "person" / "people"
+    hedge_kinds: tuple[str, ...] = ()  # exclusive kinds whose words are said as the kind ("an animal") when
+                                   # the tags cannot tell them apart (Deng et al. 2012, "hedging your bets"):
+    hedge_split: float = 1.0       # ... the runner-up this probable and the top not `dominance` times it,
+    hedge_absent: float = 0.0      # ... or the kind's top word less probable than this (the tags see none)
     exclusive_kinds: tuple[str, ...] = ("animal",)
     named_kinds: tuple[str, ...] = NAMED_KINDS
     unreliable: tuple[str, ...] = ()  # tag words never required: `unreliable_tags` of the training photos
@@ -64,6 +75,10 @@ class GuideSettings:
     def __post_init__(self) -> None:
         if isinstance(self.say_from, bool) or not isinstance(self.say_from, (int, float)) or not 0 <= self.say_from <= 1:
             raise ValueError(f"guidance say_from must be a number in [0, 1], got {shown(self.say_from)}")
+        for name in ("hedge_split", "hedge_absent", "hedge_people"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"guidance {name} must be a number in [0, 1], got {shown(value)}")
         for name in ("temperature", "threshold", "dominant_at", "notice_threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= (
@@ -81,7 +96,7 @@ class GuideSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"guidance {name} must be a non-negative integer, got {shown(value)}")
-        for name in ("exclusive_kinds", "named_kinds", "unreliable"):
+        for name in ("exclusive_kinds", "named_kinds", "unreliable", "hedge_kinds"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(k, str) for k in value):
                 raise ValueError(f"guidance {name} must be a list of words, got {shown(value)}")
@@ -108,6 +123,8 @@ class Plan:
     required: tuple[str, ...] = ()                         # the tag words the caption must name
     spoken_as: dict[int, str] = field(default_factory=dict)  # token id -> the word it stands in for
     plurals: dict[str, str] = field(default_factory=dict)    # required word -> its plural, said after "two"
+    people_below: float = 0.0                                # `GuideSettings.hedge_people`
+    hedges: list[tuple[frozenset[int], str]] = field(default_factory=list)  # (token ids said as their kind, why)
 
 
 def _ids(vocab: Vocabulary, words: Sequence[str]) -> set[int]:
@@ -124,35 +141,102 @@ def plan(word_probs: torch.Tensor, table: TagTable, vocab: Vocabulary, settings:
     """What one image's caption must and must not say, from its (W,) tag word probabilities."""
     threshold = settings.threshold if threshold is None else threshold
     probs = word_probs.tolist()
+    column = max(range(len(probs)), key=probs.__getitem__)
+    word, entry = table.words[column], table.entry(table.words[column])
+    known = vocab.counts is not None and training_mentions(vocab, entry.names) >= settings.known_from
+    requirable = (probs[column] >= threshold and entry.kind in settings.named_kinds and not known
+                  and word not in settings.unreliable)
+    excluded, hedged, hedges = _exclusive_kinds(probs, table, vocab, settings, column if requirable else None)
+    required = _ids(vocab, entry.names) if requirable else set()
+    spoken_as = dict(hedged)
+    if requirable and word not in vocab.index and entry.stand_in in vocab.index:
+        stand_in = vocab.index[entry.stand_in]
+        required.add(stand_in)
+        spoken_as[stand_in] = word
+    if not required:
+        return Plan(Guidance((), frozenset(excluded)), spoken_as=hedged, people_below=settings.hedge_people,
+                    hedges=hedges)
+    plural = next((form for form in entry.names if form in (word + "s", word + "es")), None)
+    return Plan(Guidance((frozenset(required),), frozenset(excluded - required)), (word,), spoken_as,
+                {word: plural} if plural else {}, settings.hedge_people, hedges)
+
+
+def _said(table: TagTable, i: int) -> str:
+    """The word the decoder says for tag word i: its stand-in (a wolf is said as "dog"), else itself."""
+    return table.entry(table.words[i]).stand_in or table.words[i]
+
+
+def _exclusive_kinds(probs: list[float], table: TagTable, vocab: Vocabulary, settings: GuideSettings,
+                     required: int | None) -> tuple[set[int], dict[int, str], list[tuple[frozenset[int], str]]]:
+    """Within each exclusive kind, the token ids the caption may not say (a likely cat is not called a dog)
+    and those it says as the kind's own word ("animal") when the tags cannot choose; never for the kind
+    of the `required` tag word, which the tags are sure of."""
     kinds = [table.entry(w).kind for w in table.words]
     excluded: set[int] = set()
+    hedged: dict[int, str] = {}
+    hedges = []
     for kind in settings.exclusive_kinds:
         members = [i for i, k in enumerate(kinds) if k == kind]
         if not members:
             continue
         top = max(members, key=probs.__getitem__)
-        kin = table.entry(table.words[top]).stand_in  # a wolf may still be called a dog
-        if probs[top] >= settings.dominant_at:
-            for i in members:
-                beaten = i != top and table.words[i] != kin and probs[i] * settings.dominance <= probs[top]
+        unsure = None
+        if kind in settings.hedge_kinds and required not in members:
+            unsure = _unsure_of(probs, members, top, table, settings)
+        if unsure is not None:
+            said = _said_as(kind, unsure, table, vocab)
+            hedged |= said
+            hedges.append((frozenset(said), _why_hedged(kind, unsure, probs, table)))
+        elif probs[top] >= settings.dominant_at:
+            for i in members:  # a wolf may still be called a dog: its stand-in is not ruled out
+                beaten = i != top and table.words[i] != _said(table, top) and \
+                    probs[i] * settings.dominance <= probs[top]
                 if beaten or probs[i] < settings.say_from:
                     excluded |= _ids(vocab, table.entry(table.words[i]).names)
-    column = max(range(len(probs)), key=probs.__getitem__)
-    word, entry = table.words[column], table.entry(table.words[column])
-    known = vocab.counts is not None and training_mentions(vocab, entry.names) >= settings.known_from
-    if probs[column] < threshold or entry.kind not in settings.named_kinds or known or word in settings.unreliable:
-        return Plan(Guidance((), frozenset(excluded)))
-    required = _ids(vocab, entry.names)
-    spoken_as = {}
-    if word not in vocab.index and entry.stand_in in vocab.index:
-        stand_in = vocab.index[entry.stand_in]
-        required.add(stand_in)
-        spoken_as[stand_in] = word
-    if not required:
-        return Plan(Guidance((), frozenset(excluded)))
-    plural = next((form for form in entry.names if form in (word + "s", word + "es")), None)
-    return Plan(Guidance((frozenset(required),), frozenset(excluded - required)), (word,), spoken_as,
-                {word: plural} if plural else {})
+    return excluded, hedged, hedges
+
+
+def _why_hedged(kind: str, unsure: list[int], probs: list[float], table: TagTable) -> str:
+    """The notice a hedged caption comes with, in plain words."""
+    if len(unsure) != 2:
+        return f'The encoder\'s classifier sees no {kind} here, so the caption says "{kind}" where it named one.'
+    (a, b) = unsure
+    return (f"The encoder's classifier cannot tell {article_for(table.words[a])} {table.words[a]} "
+            f"({probs[a]:.0%}) from {article_for(table.words[b])} {table.words[b]} ({probs[b]:.0%}) here, "
+            f'so the caption says "{kind}".')
+
+
+def _unsure_of(probs: list[float], members: list[int], top: int, table: TagTable,
+               settings: GuideSettings) -> list[int] | None:
+    """The words of an exclusive kind the tags cannot choose between, or None when they can: every member
+    when none is `hedge_absent` probable (the caption would name a guess), else the top word and a
+    runner-up said as another word (a wolf and a dog are both said "dog"), at least `hedge_split` probable,
+    that the top is not `dominance` times as likely as."""
+    if max(probs[i] for i in members) < settings.hedge_absent:
+        return members
+    others = [i for i in members if _said(table, i) != _said(table, top) and probs[i] >= settings.hedge_split]
+    second = max(others, key=probs.__getitem__, default=None)
+    if second is None or probs[second] * settings.dominance <= probs[top]:
+        return None
+    return [top, second]
+
+
+def _said_as(kind: str, words: list[int], table: TagTable, vocab: Vocabulary) -> dict[int, str]:
+    """Token id -> the kind's own word for every form of `words` and of their stand-ins ("dogs" -> "animals")."""
+    out = {}
+    for i in words:
+        entry = table.entry(table.words[i])
+        stand_in = caption_words().get(entry.stand_in)
+        forms = {*entry.names, *(stand_in.names if stand_in else ())}
+        for form in forms:
+            if form in vocab.index:
+                out[vocab.index[form]] = kind + "s" if _plural(form, forms) else kind
+    return out
+
+
+def _plural(form: str, forms: set[str]) -> bool:
+    """"dogs", "puppies", "walruses" among their forms: plural; "walrus", "octopus": not."""
+    return form.endswith("s") and (form[:-1] in forms or form[:-2] in forms or form[:-3] + "y" in forms)
 
 
 CONSONANT_SOUND = ("uni", "use", "usu", "eu", "one", "once")  # "a unicycle", "a european", "a one-way street"
@@ -194,6 +278,30 @@ def article_for(word: str) -> str:
 
 
 COUNTING = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "many")
+
+
+PEOPLE = {"man": "person", "woman": "person", "boy": "person", "girl": "person", "child": "person", "kid": "person",
+          "guy": "person", "lady": "person", "men": "people", "women": "people", "boys": "people", "girls": "people",
+          "children": "people", "kids": "people", "guys": "people", "ladies": "people"}
+
+
+def hedge_people(words: list[str], word_log_probs: Sequence[float], below: float) -> tuple[list[str], str | None]:
+    """Each word for who a person is that the decoder gave less than `below` probability, said as "person" or
+    "people": a general word instead of a confident-looking wrong one (Deng et al. 2012, "hedging your
+    bets"): a captioner that has seen children in red shirts, unsure what an astronaut is, says "a person".
+    Also the notice saying so (None when nothing changed)."""
+    if not below or len(word_log_probs) != len(words):
+        return words, None
+    unsure = [(i, w, math.exp(lp)) for i, (w, lp) in enumerate(zip(words, word_log_probs, strict=True))
+              if w in PEOPLE and math.exp(lp) < below]
+    if not unsure:
+        return words, None
+    out = list(words)
+    for i, w, _ in unsure:
+        out[i] = PEOPLE[w]
+    _, word, p = unsure[0]
+    return out, (f'The captioner is unsure who is in the photo ("{word}" {p:.0%}), so the caption says '
+                 f'"{PEOPLE[word]}".')
 
 
 def render(words: list[str], spoken_as: dict[str, str], plurals: dict[str, str] | None = None) -> list[str]:

@@ -17,8 +17,8 @@ def generation_logits(logits: torch.Tensor, inputs: torch.Tensor, rows: tuple[to
     if temperature != 1.0:
         logits = logits / temperature
     if rules is not None:
-        before = torch.cat([torch.full_like(inputs[:, :1], rules.start_id), inputs[:, :-1]], 1)
-        logits = rules.masked_logits(logits, inputs[rows], before[rows])
+        before = rules.befores(inputs) if rules.no_end_pairs else None
+        logits = rules.masked_logits(logits, inputs[rows], before[rows] if before is not None else None)
     return logits
 
 

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch import nn
 
 from .config import ModelConfig
 from .decoder import DecoderOutput, ShowAttendTellDecoder
-from .decoders import decoder_class
+from .decoders import CAPTION
 from .encoder_decoder import EncoderDecoder
 from .encoder_decoder import resolve_checkpoint as resolve_folder
-from .guidance import TAG_FLOOR, TAGS_SHOWN, GuideSettings, Plan, out_of_depth, plan, render
-from .lexicon.endings import no_end_pairs, no_end_words
+from .guidance import TAG_FLOOR, TAGS_SHOWN, GuideSettings, Plan, hedge_people, out_of_depth, plan, render
+from .lexicon.endings import JOINERS, no_end_pairs, no_end_words
 from .limits import beam_width, check_decoding
 from .search import GenerationRules, Hypothesis
 from .vocab import Vocabulary
@@ -43,13 +42,9 @@ class CaptionResult:
 
 class Captioner(EncoderDecoder):
     format, kind = FORMAT, "captioning"
-    config_type, decoder_type, bundled_dir = ModelConfig, ShowAttendTellDecoder, BUNDLED_DIR
+    config_type, decoder_task, bundled_dir = ModelConfig, CAPTION, BUNDLED_DIR
     config: ModelConfig
     decoder: ShowAttendTellDecoder  # or another registered kind (`config.decoder`)
-
-    @classmethod
-    def decoder_kind(cls, config: ModelConfig) -> type[nn.Module]:
-        return decoder_class(config.decoder)
 
     def __init__(self, config: ModelConfig, vocab: Vocabulary, *, pretrained_encoder: bool = True,
                  guide_settings: GuideSettings | None = None):
@@ -80,7 +75,7 @@ class Captioner(EncoderDecoder):
         pairs = tuple(sorted((index[b], index[a]) for b, a in no_end_pairs() if a in index and b in index))
         return GenerationRules(rules.never, rules.start_id, rules.end_id,
                                no_end_after=tuple(sorted(index[w] for w in no_end_words() if w in index)),
-                               no_end_pairs=pairs)
+                               no_end_pairs=pairs, joiners=tuple(index[w] for w in JOINERS if w in index))
 
     def forward(self, pixels: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
         """Training from pixels (B, 3, S, S) and padded caption ids (B, T)."""
@@ -151,7 +146,7 @@ class Captioner(EncoderDecoder):
             result = self._result(h[:num_results] if num_results > 1 else h, image_plan)
             result.tags = image_tags
             notice = out_of_depth(image_tags, self.vocab, table, self.guide_settings) if table else None
-            result.notices = [notice] if notice else []
+            result.notices += [notice] if notice else []
             results.append(result)
         return results
 
@@ -182,14 +177,17 @@ class Captioner(EncoderDecoder):
         grid = self.encoder.grid_size
         spoken = {self.vocab.words[i]: word for i, word in image_plan.spoken_as.items()}
 
-        def words(h: Hypothesis) -> list[str]:
-            return render([self.vocab.words[i] for i in h.token_ids], spoken, image_plan.plurals)
+        def words(h: Hypothesis) -> tuple[list[str], str | None]:
+            said, why = hedge_people([self.vocab.words[i] for i in h.token_ids], h.word_log_probs,
+                                     image_plan.people_below)
+            return render(said, spoken, image_plan.plurals), why
 
-        tokens = words(best)
+        tokens, unsure_who = words(best)
         attention = best.attention.view(len(tokens), grid, grid)
-        alternatives = [(" ".join(words(h)), h.log_prob) for h in hyps]
+        alternatives = [(" ".join(words(h)[0]), h.log_prob) for h in hyps]
+        notices = [why for ids, why in image_plan.hedges if ids & set(best.token_ids)]
         return CaptionResult(" ".join(tokens), tokens, best.log_prob, attention, alternatives,
-                             guided_by=list(image_plan.required))
+                             guided_by=list(image_plan.required), notices=[*notices, *filter(None, [unsure_who])])
 
 
 def load_captioner(path: str | os.PathLike = DEFAULT_CAPTIONER, device: str | torch.device = "cpu", *,

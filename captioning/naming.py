@@ -84,6 +84,9 @@ def format_table(tables: dict[str, list[NamingRow]]) -> str:
     lines = ["| decoding | label | photos | names it | names another label | neither |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for setting, rows in tables.items():
+        if len(rows) > 1:  # a share of every photo as well as of each label's
+            rows = [*rows, NamingRow("(all)", *(sum(getattr(r, f) for r in rows)
+                                                for f in ("photos", "right", "wrong", "neither")))]
         for row in rows:
             lines.append(f"| {setting} | {row.label} | {row.photos} | {row.share(row.right)} | "
                          f"{row.share(row.wrong)} | {row.share(row.neither)} |")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,6 +35,7 @@ class GenerationRules:
     end_id: int
     no_end_after: tuple[int, ...] = ()
     no_end_pairs: tuple[tuple[int, int], ...] = ()  # (opener, word) ids: no <end> after "a red"
+    joiners: tuple[int, ...] = ()  # ids ("and") that keep a pair's noun phrase open: no <end> after "a red and white"
 
     def mask_(self, scores: torch.Tensor, previous: torch.Tensor,
               before: torch.Tensor | None = None) -> torch.Tensor:
@@ -43,9 +44,7 @@ class GenerationRules:
         scores[:, list(self.never)] = float("-inf")
         banned = torch.isin(previous, self._stops.to(previous.device))
         if self.no_end_pairs and before is not None:
-            vocab = scores.shape[1]
-            banned |= torch.isin(before * vocab + previous, (self._pairs[:, 0] * vocab + self._pairs[:, 1]).to(
-                previous.device))
+            banned |= self._is_pair(before, previous)
         scores[banned, self.end_id] = float("-inf")
         return scores
 
@@ -57,6 +56,36 @@ class GenerationRules:
     @functools.cached_property
     def _pairs(self) -> torch.Tensor:
         return torch.tensor(self.no_end_pairs, dtype=torch.long).view(-1, 2)
+
+    @functools.cached_property
+    def _pair_keys(self) -> torch.Tensor:
+        return (self._pairs[:, 0] << 32) | self._pairs[:, 1]
+
+    def _is_pair(self, before: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        return torch.isin((before << 32) | previous, self._pair_keys.to(previous.device))
+
+    @functools.cached_property
+    def _openers(self) -> torch.Tensor:
+        return self._pairs[:, 0].unique()
+
+    def next_before(self, before: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """What the next word's ending is judged against: `previous`, except inside a noun phrase a pair left
+        open ("a red", "a red and"), where it stays the phrase's opener, so "a red and white" cannot end."""
+        keep = self._is_pair(before, previous)
+        if self.joiners:
+            keep |= torch.isin(previous, torch.tensor(self.joiners, device=previous.device)) & torch.isin(
+                before, self._openers.to(previous.device))
+        return torch.where(keep, before, previous)
+
+    def befores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, T) teacher-forced inputs (<start> first) -> (B, T): each position's `before`, as generation
+        carries it (`next_before`), for scoring given text under the rules (SCST)."""
+        before = torch.full_like(inputs[:, 0], self.start_id)
+        out = []
+        for t in range(inputs.shape[1]):
+            out.append(before)
+            before = self.next_before(before, inputs[:, t])
+        return torch.stack(out, 1)
 
     def masked_logits(self, logits: torch.Tensor, previous: torch.Tensor,
                       before: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,7 +134,7 @@ def generation_step(step: Step, rules: GenerationRules) -> Step:
     def generating_pairs(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
         *inner, before = state
         log_probs, inner, alpha = step(tokens, tuple(inner), memory)
-        return rules.mask_(log_probs.clone(), tokens, before), (*inner, tokens), alpha
+        return rules.mask_(log_probs.clone(), tokens, before), (*inner, rules.next_before(before, tokens)), alpha
     return generating_pairs
 
 
@@ -116,6 +145,7 @@ class Hypothesis:
     attention: torch.Tensor   # (len(token_ids), P): the alpha that produced each word
     finished: bool            # ended with <end> (False: cut at max_len)
     score: float              # what ranking used (log_prob, or length-normalised)
+    word_log_probs: list[float] = field(default_factory=list)  # log p of each word given the ones before
 
 
 def _repeat(tensors: tuple, times: int) -> tuple:
@@ -139,7 +169,7 @@ def sequential_search(step: Step, state: tuple, memory: Any, *, start_id: int, e
     tokens = torch.full((batch,), start_id, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     total = torch.zeros(batch, device=device)
-    history, alphas = [], []
+    history, alphas, picks = [], [], []
     for _ in range(max_len):
         log_probs, state, alpha = step(tokens, state, memory)
         if temperature is None:
@@ -149,6 +179,7 @@ def sequential_search(step: Step, state: tuple, memory: Any, *, start_id: int, e
             tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         picked = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
         total += picked.masked_fill(finished, 0.0)
+        picks.append(picked)
         tokens = tokens.masked_fill(finished, end_id)
         history.append(tokens)
         alphas.append(alpha)
@@ -158,12 +189,13 @@ def sequential_search(step: Step, state: tuple, memory: Any, *, start_id: int, e
     ids = torch.stack(history, 1).cpu()
     att = torch.stack(alphas, 1).float().cpu()
     totals = total.cpu()
+    word_scores = torch.stack(picks, 1).float().cpu()
     out = []
     for b in range(batch):
         row = ids[b].tolist()
         n = row.index(end_id) if end_id in row else len(row)
         lp = float(totals[b])
-        out.append(Hypothesis(row[:n], lp, att[b, :n], end_id in row, lp))
+        out.append(Hypothesis(row[:n], lp, att[b, :n], end_id in row, lp, word_scores[b, :n].tolist()))
     return out
 
 
@@ -239,7 +271,7 @@ def beam_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id:
     lengths = torch.zeros(batch, lanes, dtype=torch.long, device=device)
     offsets = (rows * lanes).unsqueeze(1)
     greedy_parent = torch.full((batch, lanes - beams), beams, dtype=torch.long, device=device)
-    token_hist, parent_hist, alpha_hist = [], [], []
+    token_hist, parent_hist, alpha_hist, score_hist = [], [], [], []
     frozen = None  # what a finished lane may emit: only <pad>, at no cost
     for _ in range(max_len):
         log_probs, new_state, alpha = step(tokens, state, memory)
@@ -262,11 +294,13 @@ def beam_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id:
             greedy_group = greedy_group | guided.word_bits[rows, words[:, beams]]
         token_hist.append(words)
         parent_hist.append(parent)
+        score_hist.append(scores)
         alpha_hist.append(alpha.view(batch, lanes, -1).gather(1, parent.unsqueeze(-1).expand(-1, -1, alpha.shape[-1])))
         tokens = words.view(-1)
         if bool((finished | torch.isneginf(scores)).all()):  # a dead lane (-inf) can only be refilled by a live one
             break
-    seq, att = _backtrack(token_hist, parent_hist, alpha_hist)
+    seq, att, path_scores = _backtrack(token_hist, parent_hist, alpha_hist, score_hist)
+    word_scores = path_scores.diff(dim=2, prepend=torch.zeros_like(path_scores[:, :, :1]))
     ranked = _normalised(scores, lengths, length_penalty)
     satisfied = None
     if guided is not None and groups > 1:
@@ -274,7 +308,7 @@ def beam_search(step: Step, state: tuple, memory: Any, *, start_id: int, end_id:
         group = torch.cat([lane_groups.expand(batch, beams), greedy_group.unsqueeze(1)], 1) if lanes > beams \
             else lane_groups.expand(batch, beams)
         satisfied = _bit_count(group)
-    return _best(seq, att, scores, ranked, finished, lengths, num_results, satisfied)
+    return _best(seq, att, word_scores, scores, ranked, finished, lengths, num_results, satisfied)
 
 
 def _bit_count(values: torch.Tensor) -> torch.Tensor:
@@ -309,28 +343,33 @@ def _advance(scores: torch.Tensor, log_probs: torch.Tensor, k: int, groups: int,
             torch.cat([words, greedy_words], 1))
 
 
-def _backtrack(token_hist: list[torch.Tensor], parent_hist: list[torch.Tensor],
-               alpha_hist: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _backtrack(token_hist: list[torch.Tensor], parent_hist: list[torch.Tensor], alpha_hist: list[torch.Tensor],
+               score_hist: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Walk the back-pointers once at the end instead of copying histories every step:
-    (B, lanes, steps) words and (B, lanes, steps, P) attention of every lane's path."""
+    (B, lanes, steps) words, (B, lanes, steps, P) attention and (B, lanes, steps) running log p of every
+    lane's path."""
     steps, (batch, lanes) = len(token_hist), token_hist[0].shape
     device = token_hist[0].device
     lane = torch.arange(lanes, device=device).expand(batch, lanes)
     seq = torch.empty(batch, lanes, steps, dtype=torch.long, device=device)
     att = torch.empty(batch, lanes, steps, alpha_hist[0].shape[-1], device=device)
+    running = torch.empty(batch, lanes, steps, dtype=score_hist[0].dtype, device=device)
     for t in range(steps - 1, -1, -1):
         seq[:, :, t] = token_hist[t].gather(1, lane)
+        running[:, :, t] = score_hist[t].gather(1, lane)
         att[:, :, t] = alpha_hist[t].gather(1, lane.unsqueeze(-1).expand(-1, -1, att.shape[-1]))
         lane = parent_hist[t].gather(1, lane)
-    return seq, att
+    return seq, att, running
 
 
-def _best(seq: torch.Tensor, att: torch.Tensor, scores: torch.Tensor, ranked: torch.Tensor, finished: torch.Tensor,
-          lengths: torch.Tensor, num_results: int, satisfied: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+def _best(seq: torch.Tensor, att: torch.Tensor, word_scores: torch.Tensor, scores: torch.Tensor, ranked: torch.Tensor,
+          finished: torch.Tensor, lengths: torch.Tensor, num_results: int,
+          satisfied: torch.Tensor | None = None) -> list[list[Hypothesis]]:
     """The `num_results` best distinct, finite hypotheses of each image, by `ranked`; with constraints
     (`satisfied`: how many word sets each lane has said), finished texts first (one cut at `max_len` can
     end anywhere), and among them those that said the most."""
-    seq, att, scores, ranked, finished, lengths = (x.cpu() for x in (seq, att, scores, ranked, finished, lengths))
+    seq, att, word_scores, scores, ranked, finished, lengths = (
+        x.cpu() for x in (seq, att, word_scores, scores, ranked, finished, lengths))
     satisfied = satisfied.cpu() if satisfied is not None else None
     results = []
     for b in range(seq.shape[0]):
@@ -345,7 +384,7 @@ def _best(seq: torch.Tensor, att: torch.Tensor, scores: torch.Tensor, ranked: to
                 continue
             seen.add(ids)
             hyps.append(Hypothesis(list(ids), float(scores[b, j]), att[b, j, :n].float(), bool(finished[b, j]),
-                                   float(ranked[b, j])))
+                                   float(ranked[b, j]), word_scores[b, j, :n].tolist()))
             if len(hyps) == num_results:
                 break
         results.append(hyps)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from captioning import load_captioner
+from captioning.guidance import PEOPLE
 from captioning.images import open_image
 from captioning.lexicon.endings import bad_ending
 
@@ -46,19 +47,33 @@ def test_every_photo_example_is_listed_with_its_licence():
         assert "CC0" in row or "public domain" in row
 
 
-# Known miss, kept visible: ImageNet has no person class, and Flickr8k's captions call a young face in a red
-# suit "a boy" (both models: "a boy in a red shirt ..."); README, "What it does not".
-ADULT_MISS = pytest.mark.xfail(strict=True, reason="an adult astronaut is captioned 'a boy in a red shirt'")
+# Known miss of the second model, kept visible: ImageNet has no person class, and the hard-attention Lite0
+# captioner calls a young face in a red suit "a boy" with 29% probability, too sure of it to hedge. The
+# default captioner is unsure (9%) and says "a person" (`GuideSettings.hedge_people`).
+ADULT_MISS = pytest.mark.xfail(strict=True, reason="flickr8k-hard captions the astronaut 'a boy in a red shirt'")
 
 
-@pytest.mark.parametrize("photo", [pytest.param(p, marks=ADULT_MISS) if p.startswith("astronaut") else p
-                                   for p in sorted(EXPECTED)])
-def test_caption_names_the_photo(captioner, photo):
+@pytest.mark.parametrize("photo", sorted(EXPECTED))
+def test_caption_names_the_photo(captioner, photo, request):
     name, model = captioner
+    if name == "flickr8k-hard" and photo.startswith("astronaut"):
+        request.applymarker(ADULT_MISS)
     result = model.caption([open_image(EXAMPLES / photo)], beam_size=3)[0]
     assert words(result.text) & EXPECTED[photo], f"{name} on {photo}: {result.text!r}"
     assert "<unk>" not in result.tokens, f"{name} on {photo}: {result.text!r}"
     assert bad_ending(result.tokens) is None, f"{name} on {photo}: {result.text!r}"
+
+
+def test_the_default_captioner_hedges_the_person_it_is_unsure_of():
+    """The astronaut: the default captioner gives its word for who she is under 12% probability ("man" or,
+    on another beam, "boy"), so the caption says "a person"; unhedged (guide=False) it names the guess."""
+    model = load_captioner()
+    image = open_image(EXAMPLES / "astronaut-eileen-collins.jpg")
+    hedged = model.caption([image], beam_size=3)[0]
+    assert hedged.tokens[:2] == ["a", "person"], hedged.text
+    assert any("unsure who is in the photo" in n for n in hedged.notices), hedged.notices
+    plain = model.caption([image], beam_size=3, guide=False)[0]
+    assert plain.tokens[1] in PEOPLE and plain.tokens[1] != "person", plain.text
 
 
 def test_the_default_captioner_tags_and_warns():
@@ -73,7 +88,7 @@ def test_the_default_captioner_tags_and_warns():
         unguided = model.caption([image], beam_size=3, guide=False)[0]
         assert not words(unguided.text) & EXPECTED[photo], (photo, unguided.text)
     person = model.caption([open_image(EXAMPLES / "astronaut-eileen-collins.jpg")], beam_size=3)[0]
-    assert not person.notices
+    assert not [n for n in person.notices if "may be wrong" in n], person.notices  # people: not out of its depth
 
 
 def test_photo_captions_differ_between_photos(captioner):

@@ -100,3 +100,32 @@ def test_the_app_shows_a_show_and_tell_captioner(tmp_path, monkeypatch):
     assert not page.exception and not page.error
     assert any("Show and Tell" in str(c.value) for c in page.caption)
     assert page.subheader  # the caption
+
+
+def test_the_answerer_builds_its_decoder_from_the_answer_registry(monkeypatch):
+    """The VQA decoder is a registered kind of the "answer" task (Visual7W's LSTM-Att, the paper's decoder
+    reading a question): an answerer is built from whatever kind its config names there, a caption kind is
+    refused by name, and `vqa train --decoder` offers the answer kinds."""
+    from captioning import decoders
+    from captioning.decoders import ANSWER, register_decoder
+    from vqa import Answerer, AnswererConfig
+    from vqa.config import SCHEMA
+    from vqa.decoder import QuestionAnsweringDecoder
+
+    assert decoder_class("show_attend_tell", ANSWER) is QuestionAnsweringDecoder
+    assert "show_and_tell" not in list_decoders(ANSWER) and "show_attend_tell" in list_decoders(ANSWER)
+    with pytest.raises(ValueError, match="unknown answer decoder 'show_and_tell' \\(choose from .*show_attend_tell"):
+        AnswererConfig(decoder="show_and_tell")
+
+    monkeypatch.setitem(decoders._REGISTRY, ANSWER, dict(decoders._REGISTRY[ANSWER]))  # undone after the test
+
+    @register_decoder("probe", task=ANSWER)
+    class Probe(QuestionAnsweringDecoder):
+        pass
+
+    vocab = Vocabulary.build(["what color is it", "red", "blue"], min_freq=1)
+    config = AnswererConfig(encoder="efficientnet_lite0", decoder="probe", embed_dim=8, hidden_dim=8,
+                            attention_dim=8, image_size=64)
+    assert config.to_dict()["decoder"] == "probe"
+    assert type(Answerer(config, vocab, pretrained_encoder=False).decoder) is Probe
+    assert "probe" in SCHEMA.choices("decoder")

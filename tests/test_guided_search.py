@@ -92,3 +92,26 @@ def test_guidance_validates(vocab):
     model = tiny_captioner(vocab)
     with pytest.raises(ValueError, match="guidance for 1 images, but 2"):
         decode(model, random_features(2), 3, guidance=[None])
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_each_word_carries_its_own_log_probability(vocab, k):
+    """`Hypothesis.word_log_probs` (what hedging reads) are the teacher-forced log p of each word given the
+    ones before it, in guided and plain beam search and in greedy search: together with <end>'s they make
+    the caption's log p."""
+    from captioning.search import sequential_search
+
+    model = tiny_captioner(vocab)
+    feats = random_features(3, seed=5)
+    dec, v = model.decoder, model.vocab
+    with torch.no_grad():
+        found = [r[0] for r in decode(model, feats, k)] + [r[0] for r in decode(
+            model, feats, k, guidance=[Guidance((frozenset({v.index["circle"]}),))] * 3)]
+        found += sequential_search(dec.step, dec.init_state(feats), dec.memory(feats), start_id=v.start_id,
+                                   end_id=v.end_id, max_len=12)
+        for i, h in enumerate(found):
+            assert len(h.word_log_probs) == len(h.token_ids)
+            prefixes = [sequence_log_prob(model, feats[i % 3:i % 3 + 1], h.token_ids[:n], finished=False)
+                        for n in range(1, len(h.token_ids) + 1)]
+            expected = [b - a for a, b in zip([0.0, *prefixes[:-1]], prefixes)]
+            assert h.word_log_probs == pytest.approx(expected, abs=1e-4)

@@ -47,6 +47,7 @@ def test_counts_right_wrong_and_neither(photos):
     assert (rows["dog"].photos, rows["dog"].right, rows["dog"].wrong, rows["dog"].neither) == (2, 1, 1, 0)
     table = format_table({"guided": list(rows.values())})
     assert "| guided | cat | 3 | 66.7% | 33.3% | 0.0% |" in table
+    assert "| guided | (all) | 5 | 60.0% | 40.0% | 0.0% |" in table
 
 
 def test_labels_are_checked(tmp_path):

@@ -123,7 +123,7 @@ def test_samples_come_from_the_updated_policy(vocab, per_word):
 
 def test_samples_are_scored_under_the_distribution_they_were_drawn_from(vocab):
     """SCST's teacher-forced log-probabilities are those of the sampling policy: the softmax renormalised
-    without <unk> (and without <end> as the first word or after "a red"), step by step as `decode` draws them; under the
+    without <unk> (and without <end> as the first word or after "a red" or "a red and blue"), step by step as `decode` draws them; under the
     plain softmax REINFORCE would push probability towards words that are never sampled."""
     hooks, model, records, features = toy_hooks(vocab)
     with torch.no_grad():  # make the banned words likely, so that renormalising matters
@@ -139,12 +139,13 @@ def test_samples_are_scored_under_the_distribution_they_were_drawn_from(vocab):
         state, memory = decoder.init_state(grid), decoder.memory(grid)
         state = tuple(s.repeat_interleave(len(sampled), 0) for s in state)
         expected = torch.zeros(len(sampled))
+        before = torch.full_like(captions[:, 0], vocab.start_id)  # as generation carries it ("a red and" is open)
         for t in range(captions.shape[1] - 1):
             log_probs, state, _ = decoder.step(captions[:, t], state, memory)
-            before = captions[:, t - 1] if t else torch.full_like(captions[:, 0], vocab.start_id)
             policy = rules.mask_(log_probs, captions[:, t], before).log_softmax(dim=-1)
             live = captions[:, t + 1] != 0
             expected += torch.where(live, policy.gather(1, captions[:, t + 1:t + 2]).squeeze(1), 0.0)
+            before = rules.next_before(before, captions[:, t])
     assert scored.tolist() == pytest.approx(expected.tolist(), abs=1e-4)
     assert bool((scored > plain + 0.1).all())  # the banned mass was not negligible here
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
 
 from captioning.encoders import IMAGENET_1K, create_encoder
-from captioning.guidance import GuideSettings, out_of_depth, plan, render
+from captioning.guidance import GuideSettings, hedge_people, out_of_depth, plan, render
 from captioning.lexicon.endings import bad_ending, no_end_words
 from captioning.lexicon.tags import caption_words, tag_table
 from captioning.vocab import Vocabulary, tokenize
@@ -96,6 +97,48 @@ def test_plan_requires_the_confident_word_and_rules_out_its_rivals():
     assert plan(probs, table, vocab, settings).required == ()
 
 
+def test_animals_the_tags_cannot_tell_apart_are_said_as_animal():
+    """Hedging (Deng et al. 2012): a dog and a cat the tags split between, or (with `hedge_absent`) an animal
+    the tags do not see at all, are printed "animal"; a wolf and a dog (both said "dog") are not a split, and
+    a word confident enough to be required is said as itself."""
+    table = tag_table(IMAGENET_1K)
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "dogs", "cat", "cats", "horse", "ball"])
+    settings = GuideSettings(threshold=0.6, hedge_kinds=("animal",), hedge_split=0.1, dominance=3.0)
+    probs = torch.zeros(len(table.words))
+    probs[table.words.index("dog")], probs[table.words.index("cat")] = 0.55, 0.3
+    split = plan(probs, table, vocab, settings)
+    assert split.spoken_as == {vocab.index["dog"]: "animal", vocab.index["dogs"]: "animals",
+                               vocab.index["cat"]: "animal", vocab.index["cats"]: "animals"}
+    assert not split.guidance.exclude & {vocab.index["dog"], vocab.index["cat"]}
+    assert split.hedges == [(frozenset(split.spoken_as), "The encoder's classifier cannot tell a dog (55%) from a "
+                                                         'cat (30%) here, so the caption says "animal".')]
+    assert plan(probs, table, vocab, GuideSettings(threshold=0.6)).spoken_as == {}  # hedging is opt-in
+    probs[table.words.index("cat")] = 0.15
+    assert plan(probs, table, vocab, settings).spoken_as == {}              # 0.55 >= 3 x 0.15: the dog it is
+    probs[table.words.index("cat")], probs[table.words.index("wolf")] = 0.0, 0.4
+    assert plan(probs, table, vocab, settings).spoken_as == {}              # a wolf is said "dog" anyway
+    probs[table.words.index("wolf")], probs[table.words.index("dog")] = 0.0, 0.0
+    probs[table.words.index("cat")], probs[table.words.index("horse")] = 0.7, 0.3
+    sure = plan(probs, table, vocab, settings)
+    assert sure.required == ("cat",) and sure.spoken_as == {}               # required: said as itself
+    probs[:] = 0.0
+    probs[table.words.index("dishwasher")] = 0.9
+    assert plan(probs, table, vocab, settings).spoken_as == {}
+    absent = plan(probs, table, vocab, GuideSettings(hedge_kinds=("animal",), hedge_absent=0.02))
+    assert absent.spoken_as[vocab.index["dog"]] == "animal" and absent.spoken_as[vocab.index["horse"]] == "animal"
+    assert render(["a", "dog", "runs"], {"dog": "animal"}) == ["an", "animal", "runs"]
+
+
+def test_people_the_decoder_is_unsure_of_are_said_as_person():
+    words = "a boy and two girls watch a man".split()
+    log_p = [0.0, math.log(0.09), 0.0, 0.0, math.log(0.05), 0.0, 0.0, math.log(0.5)]
+    said, why = hedge_people(words, log_p, 0.12)
+    assert said == "a person and two people watch a man".split()
+    assert why == 'The captioner is unsure who is in the photo ("boy" 9%), so the caption says "person".'
+    assert hedge_people(words, log_p, 0.0) == (words, None)
+    assert hedge_people(words, [], 0.12) == (words, None)  # no word scores: left as it is
+
+
 def test_render_replaces_stand_ins_and_fixes_articles():
     assert render("a horse runs past a dog".split(), {"horse": "elephant"}) == "an elephant runs past a dog".split()
     assert render("an apple".split(), {"apple": "banana"}) == ["a", "banana"]
@@ -127,6 +170,8 @@ def test_endings_table():
     assert bad_ending("a dog runs on the grass".split()) is None and bad_ending([]) is None
     assert bad_ending("a boy is holding a red".split()) == "noun missing"      # a pair: "a red" needs its noun
     assert bad_ending("the car is red".split()) is None and bad_ending("a man is holding a boy".split()) is None
+    assert bad_ending("a boy is holding a red and white".split()) == "noun missing"  # the phrase is still open
+    assert bad_ending("a boy and a girl in red and white".split()) is None
 
 
 def test_a_describing_word_after_an_article_cannot_end():
@@ -295,3 +340,33 @@ def test_tags_that_mislead_on_training_photos_are_not_required():
     whale = rows[0]
     assert plan(whale, table, vocab, GuideSettings(unreliable=found)).required == ()
     assert plan(whale, table, vocab, GuideSettings()).required == ("whale",)
+
+
+def test_a_noun_phrase_stays_open_through_and():
+    """After "a red and" the phrase still waits for its noun: "a red and white" cannot end, in search and
+    under the distribution SCST scores (`befores` follows generation's state); "is red and white" can."""
+    from captioning.search import GenerationRules, beam_search, generation_step
+
+    START, END, A, RED, AND, WHITE, IS, CAR = 1, 2, 4, 5, 6, 7, 8, 9
+
+    def step(tokens, state, memory):
+        logits = torch.full((tokens.shape[0], 10), -5.0)
+        logits[tokens == START, state[0][tokens == START, 0].long()] = 5.0  # the first word: A or IS
+        logits[(tokens == A) | (tokens == IS), RED] = 5.0
+        logits[tokens == RED, AND] = 5.0
+        logits[tokens == AND, WHITE] = 5.0
+        logits[tokens == WHITE, END], logits[tokens == WHITE, CAR] = 6.0, 3.0
+        logits[tokens == CAR, END] = 6.0
+        return logits.log_softmax(-1), state, torch.ones(tokens.shape[0], 1)
+
+    rules = GenerationRules(never=(3,), start_id=START, end_id=END, no_end_pairs=((A, RED), (A, WHITE)),
+                            joiners=(AND,))
+    for first, expected in ((A, [A, RED, AND, WHITE, CAR]), (IS, [IS, RED, AND, WHITE])):
+        state = rules.initial_state((torch.full((1, 1), float(first)),))
+        found = beam_search(generation_step(step, rules), state, None, start_id=START, end_id=END, pad_id=0,
+                            max_len=6, beam_size=2)[0][0]
+        assert found.token_ids == expected
+    inputs = torch.tensor([[START, A, RED, AND, WHITE], [START, IS, RED, AND, WHITE]])
+    assert rules.befores(inputs).tolist() == [[START, START, A, A, A], [START, START, IS, RED, AND]]
+    without = GenerationRules(never=(3,), start_id=START, end_id=END, no_end_pairs=((A, RED), (A, WHITE)))
+    assert without.befores(inputs)[0].tolist() == [START, START, A, A, AND]  # no joiners: "a red and white" ends

@@ -13,11 +13,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from captioning.cells import GATES
-from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, Choice, ModelConfig, shown
-from captioning.decoders import DEFAULT_DECODER
+from captioning.config import ATTENTION_KINDS, HARD_INFERENCE, MODEL_HELP, Choice, ModelConfig
+from captioning.decoders import ANSWER, decoder_modules, list_decoders
 from captioning.encoders import list_encoders
 from captioning.limits import MAX_BEAM_SIZE
 from captioning.training.options import ConfigSchema
@@ -32,6 +32,14 @@ class QATask(Choice):
     POINTING = "pointing"
 
 
+decoder_modules(ANSWER, "vqa.decoder")  # where the answerer's decoder kinds register themselves
+
+
+def answer_decoders() -> list[str]:
+    """The decoder kinds an answerer can be built with (`--decoder` of `vqa train`)."""
+    return list_decoders(ANSWER)
+
+
 FORMATS = ("visual7w", "easy-vqa", "shapes", "vqa")
 SPLITS = ("train", "val", "test")
 SELECT_METRICS = ("mc", "open")
@@ -39,7 +47,10 @@ SELECT_METRICS = ("mc", "open")
 
 @dataclass
 class AnswererConfig(ModelConfig):
-    """The captioning decoder's hyperparameters plus what question answering adds."""
+    """The captioning decoder's hyperparameters plus what question answering adds; `decoder` names a kind
+    registered for the "answer" task (`vqa.decoder`)."""
+
+    decoder_task: ClassVar[str] = ANSWER
 
     max_len: int = 8                    # longest answer generated (open-ended), and kept in training
     doubly_stochastic: float = 0.0      # Visual7W uses no attention regulariser
@@ -49,8 +60,6 @@ class AnswererConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.decoder != DEFAULT_DECODER:  # the answerer's decoder reads questions: one kind for now
-            raise ValueError(f"decoder must be {DEFAULT_DECODER} for question answering, got {shown(self.decoder)}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         self.task = QATask(self.task)
@@ -122,7 +131,7 @@ SCHEMA: ConfigSchema[TrainConfig] = ConfigSchema(
     command="vqa train",
     choices={"select_metric": SELECT_METRICS, "questions_split": SPLITS, "attention": ATTENTION_KINDS,
              "hard_inference": HARD_INFERENCE, "cell": tuple(GATES), "task": TASKS, "encoder": list_encoders,
-             "decoder": (DEFAULT_DECODER,)})
+             "decoder": answer_decoders})
 KEYS = SCHEMA.keys
 
 HELP = {

@@ -19,6 +19,7 @@ from torch import nn
 
 from captioning.cells import State
 from captioning.decoder import Memory, ShowAttendTellDecoder, Unrolled
+from captioning.decoders import ANSWER, DEFAULT_DECODER, register_decoder
 from captioning.hard_attention import Policy, repeat_samples
 from captioning.losses import target_log_probs
 
@@ -73,8 +74,10 @@ class AnswerOutput:
     scores: torch.Tensor            # telling: (B,) log p(answer | image, question); pointing: (B, K) box logits
 
 
+@register_decoder(DEFAULT_DECODER, task=ANSWER)
 class QuestionAnsweringDecoder(ShowAttendTellDecoder):
-    """`ShowAttendTellDecoder` whose state starts at zero and first reads the image, then the question."""
+    """`ShowAttendTellDecoder` whose state starts at zero and first reads the image, then the question: the
+    paper's decoder as the answerer's registered kind (`AnswererConfig.decoder`, the "answer" task)."""
 
     def __init__(self, config: AnswererConfig, vocab_size: int, encoder_dim: int):
         feature_dim = config.visual_dim or encoder_dim

@@ -15,6 +15,7 @@ from PIL import Image
 from captioning.cells import State
 from captioning.config import shown
 from captioning.decoder import Memory
+from captioning.decoders import ANSWER
 from captioning.encoder_decoder import EncoderDecoder
 from captioning.images import original_size
 from captioning.limits import DEFAULT_BEAM_SIZE, MAX_CHOICES
@@ -103,7 +104,7 @@ def parse_box(choice: object) -> Box:
 
 class Answerer(EncoderDecoder):
     format, kind = FORMAT, "question-answering"
-    config_type, decoder_type, bundled_dir = AnswererConfig, QuestionAnsweringDecoder, BUNDLED_DIR
+    config_type, decoder_task, bundled_dir = AnswererConfig, ANSWER, BUNDLED_DIR
     config: AnswererConfig
     decoder: QuestionAnsweringDecoder
     tag_settings = TagAnswerSettings()

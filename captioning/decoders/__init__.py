@@ -7,7 +7,9 @@ the paper's): `__init__(config, vocab_size, feature_dim)`; `memory(features)` an
 image; `step(tokens, state, memory) -> (log_probs, state, alpha)` for `captioning.search`; `forward(features,
 captions, rules=None, temperature=1.0) -> DecoderOutput` for training (cross-entropy and SCST);
 `estimate_parameters(config, vocab_size, feature_dim)` (a classmethod the loader checks against free memory
-before building anything); `describe()`: a few words for the app. Importing this package imports no torch."""
+before building anything); `describe()`: a few words for the app. Kinds are registered per task: "caption"
+(the above) and "answer" (the answerer's decoders, registered by `vqa.decoder`). Importing this package
+imports no torch."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import pkgutil
 from typing import Any, Protocol
 
 DEFAULT_DECODER = "show_attend_tell"
-_REGISTRY: dict[str, type] = {}
-_BUILT_IN = ("captioning.decoder",)  # kinds defined outside this folder
+CAPTION, ANSWER = "caption", "answer"  # the tasks: a caption decoder writes text, an answer decoder reads a question first
+_REGISTRY: dict[str, dict[str, type]] = {}
+_MODULES: dict[str, list[str]] = {CAPTION: ["captioning.decoder"]}  # kinds defined outside this folder, per task
 
 
 class Decoder(Protocol):
@@ -30,32 +33,43 @@ class Decoder(Protocol):
     def describe(self) -> str: ...
 
 
-def register_decoder(kind: str):  # noqa: ANN201 (a class decorator)
-    """Class decorator: make the class the decoder of `kind`."""
+def register_decoder(kind: str, task: str = CAPTION):  # noqa: ANN201 (a class decorator)
+    """Class decorator: make the class the decoder of `kind` for `task` ("caption"; "answer": a decoder that
+    reads a question before it answers, `vqa.decoder`, with `encode` and its own `forward` beside `step`)."""
     def register(cls: type) -> type:
-        if _REGISTRY.get(kind, cls) is not cls:
-            raise ValueError(f"decoder kind {kind!r} is registered twice ({_REGISTRY[kind].__name__}, {cls.__name__})")
-        _REGISTRY[kind] = cls
+        kinds = _REGISTRY.setdefault(task, {})
+        if kinds.get(kind, cls) is not cls:
+            raise ValueError(f"{task} decoder kind {kind!r} is registered twice ({kinds[kind].__name__}, {cls.__name__})")
+        kinds[kind] = cls
         return cls
     return register
 
 
-def _discover() -> None:
-    for name in _BUILT_IN:
+def decoder_modules(task: str, *modules: str) -> None:
+    """Modules to import before `task`'s kinds are looked up: a package that defines decoders of another task
+    (vqa) names them here, so this registry never imports it by name."""
+    known = _MODULES.setdefault(task, [])
+    known += [m for m in modules if m not in known]
+
+
+def _discover(task: str) -> None:
+    for name in _MODULES.get(task, ()):
         importlib.import_module(name)
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-def list_decoders() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+def list_decoders(task: str = CAPTION) -> list[str]:
+    _discover(task)
+    return sorted(_REGISTRY.get(task, {}))
 
 
-def decoder_class(kind: str) -> type:
-    """The class registered as `kind`; a ValueError naming the kinds there are otherwise."""
-    if kind not in _REGISTRY:
-        _discover()
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown decoder {kind!r} (choose from {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[kind]
+def decoder_class(kind: str, task: str = CAPTION) -> type:
+    """The class registered as `kind` for `task`; a ValueError naming the kinds there are otherwise."""
+    if kind not in _REGISTRY.get(task, {}):
+        _discover(task)
+    kinds = _REGISTRY.get(task, {})
+    if kind not in kinds:
+        what = "decoder" if task == CAPTION else f"{task} decoder"
+        raise ValueError(f"unknown {what} {kind!r} (choose from {', '.join(sorted(kinds))})")
+    return kinds[kind]
