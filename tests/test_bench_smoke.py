@@ -256,3 +256,12 @@ def test_the_hostile_inputs_bench_runs_cases_in_their_own_processes(capsys, tmp_
     rows = json.loads((tmp_path / "out.json").read_text())
     assert [r["name"] for r in rows] == ["6 --beam-size 10000", "minor: --device meta"]
     assert all(0 < r["seconds"] < 5 and 100 < r["peak_mib"] < 2048 and not r["left_in_run"] for r in rows)
+
+
+def test_guidance_sweep_counts_each_label_named_or_the_other():
+    from types import SimpleNamespace
+
+    from bench.guidance_sweep import naming_counts
+
+    said = [SimpleNamespace(tokens=t.split()) for t in ("a kitten sleeps", "a dog runs", "a man sits", "two dogs")]
+    assert naming_counts(said, ["cat", "cat", "cat", "dog"]) == {"cat": [3, 1, 1], "dog": [1, 1, 0]}
