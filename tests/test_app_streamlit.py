@@ -236,6 +236,20 @@ def test_tags_guidance_toggle_and_out_of_depth_notice(page, monkeypatch, tmp_pat
     assert not page.exception and any("beam 3, unguided" in c for c in texts(page.caption))
 
 
+def test_the_default_captioner_hedges_in_the_page(page, monkeypatch):
+    """The astronaut example in the page with the default captioner: "a person ...", and the notice saying
+    the captioner was unsure who it is, under the caption."""
+    from captioning.model import BUNDLED_DIR, DEFAULT_CAPTIONER
+
+    monkeypatch.setattr(be, "CAPTION_BUNDLED_DIR", BUNDLED_DIR)
+    monkeypatch.setenv(be.CAPTION_ENV, DEFAULT_CAPTIONER)
+    page.run()
+    page.multiselect(key="examples-photos").set_value(["astronaut-eileen-collins.jpg"]).run()
+    assert not page.exception and not page.error
+    assert texts(page.subheader)[0].startswith("a person ")
+    assert any("unsure who is in the photo" in w for w in texts(page.warning))
+
+
 def test_bundled_answerer_answers_yes_no_and_what_is_this_on_the_cat(page, monkeypatch):
     """The default answerer in the page, on the cat example: "What is this?" -> cat, presence questions get
     yes or no, and a yes/no question the tags cannot answer still gets yes or no."""
