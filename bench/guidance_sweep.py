@@ -18,39 +18,18 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
+if __package__:
+    from .flickr8k_val import caption_grids, encode_photos, print_table, val_grids, val_records, val_scores
+else:  # run as a script: `python bench/guidance_sweep.py`
+    from flickr8k_val import caption_grids, encode_photos, print_table, val_grids, val_records, val_scores
 from captioning import load_captioner
-from captioning.data.cache import FeatureCache
-from captioning.data.records import load_karpathy
-from captioning.images import open_image
-from captioning.metrics import score_captions
-from captioning.naming import names, read_labels
-
-
-def encode(model, paths: list[Path], batch: int = 20) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat([model.encoder.encode_pil([open_image(p, at_least=model.encoder.preprocess.decode_at_least)
-                                                    for p in paths[i:i + batch]]).half()
-                          for i in range(0, len(paths), batch)])
-
-
-def caption(model, grids: torch.Tensor, batch: int = 50) -> list:
-    with torch.inference_mode():
-        return [r for i in range(0, len(grids), batch) for r in model.caption_features(grids[i:i + batch].float())]
+from captioning.naming import read_labels, tally
 
 
 def naming_counts(results: list, labels: list[str]) -> dict[str, list[int]]:
-    """label -> [photos, named, the other label named]."""
-    counts = {label: [0, 0, 0] for label in sorted(set(labels))}
-    for result, label in zip(results, labels, strict=True):
-        row = counts[label]
-        row[0] += 1
-        if names(result.tokens, label):
-            row[1] += 1
-        elif any(names(result.tokens, other) for other in counts if other != label):
-            row[2] += 1
-    return counts
+    """label -> [photos, named, the other label named] (`captioning.naming.tally`)."""
+    rows = tally(((label, result.tokens) for result, label in zip(results, labels, strict=True)), labels)
+    return {row.label: [row.photos, row.right, row.wrong] for row in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,33 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows_asked = [json.loads(s) for s in args.settings]
     model = load_captioner(args.model)
-    val = [r for r in load_karpathy(args.annotations, args.images) if r.split == "val"]
-    if args.cache:
-        cache = FeatureCache.open(args.cache, encoder=model.encoder)
-        val_grids = torch.stack([cache[r.image_id] for r in val])
-    else:
-        val_grids = encode(model, [Path(r.path) for r in val])
+    val = val_records(args.annotations, args.images)
+    grids = val_grids(model, val, args.cache)
     labels = read_labels(args.labels)
     files = sorted(labels)
-    pet_grids = encode(model, [Path(args.pets) / f for f in files])
-    references = {r.image_id: r.captions for r in val}
+    pet_grids = encode_photos(model, [Path(args.pets) / f for f in files])
     shipped, rows = model.guide_settings, []
     for changes in rows_asked:
         model.guide_settings = dataclasses.replace(shipped, **changes)
-        hypotheses = {r.image_id: res.text for r, res in zip(val, caption(model, val_grids), strict=True)}
-        scores = score_captions(references, hypotheses, spice=False).metrics
-        counts = naming_counts(caption(model, pet_grids), [labels[f] for f in files])
-        rows.append({"settings": changes, **{k: scores[k] for k in ("Bleu_4", "METEOR", "CIDEr")},
-                     "naming": counts})
+        rows.append({"settings": changes, **val_scores(val, caption_grids(model, grids)),
+                     "naming": naming_counts(caption_grids(model, pet_grids), [labels[f] for f in files])})
         print(rows[-1], file=sys.stderr)
-    print("| settings | BLEU-4 | METEOR | CIDEr | " + " | ".join(f"{k}: named / the other" for k in rows[0]["naming"])
-          + " |\n| --- | ---: | ---: | ---: |" + " ---: |" * len(rows[0]["naming"]))
-    for row in rows:
-        shares = " | ".join(f"{c[1] / c[0]:.1%} / {c[2] / c[0]:.1%}" for c in row["naming"].values())
-        print(f"| `{json.dumps(row['settings'])}` | {row['Bleu_4']:.4f} | {row['METEOR']:.4f} | {row['CIDEr']:.4f} "
-              f"| {shares} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    kinds = list(rows[0]["naming"])
+    print_table(["settings", "BLEU-4", "METEOR", "CIDEr", *(f"{k}: named / the other" for k in kinds)],
+                [[f"`{json.dumps(r['settings'])}`", f"{r['Bleu_4']:.4f}", f"{r['METEOR']:.4f}", f"{r['CIDEr']:.4f}",
+                  *(f"{c[1] / c[0]:.1%} / {c[2] / c[0]:.1%}" for c in r["naming"].values())] for r in rows],
+                rows, args.json)
     return 0
 
 

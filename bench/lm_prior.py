@@ -13,7 +13,6 @@ and scores each lambda (guided beam 3, as by default).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -23,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+if __package__:
+    from .flickr8k_val import caption_grids, print_table, val_grids, val_records, val_scores
+else:  # run as a script: `python bench/lm_prior.py`
+    from flickr8k_val import caption_grids, print_table, val_grids, val_records, val_scores
 from captioning import load_captioner
-from captioning.data.cache import FeatureCache
-from captioning.data.records import load_karpathy
-from captioning.lexicon.endings import bad_ending
-from captioning.metrics import score_captions
 from captioning.vocab import Vocabulary, tokenize
 
 
@@ -102,14 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.manual_seed(0)
     model = load_captioner()
-    val = [r for r in load_karpathy(args.karpathy, args.images) if r.split == "val"]
+    val = val_records(args.karpathy, args.images)
     held_out = {Path(r.path).stem.split("_")[0] for r in val}
     sentences = flickr30k_sentences(Path(args.captions), model.vocab, held_out)
     print(f"{len(sentences)} Flickr30k captions ({len(held_out)} Flickr8k val photos' left out)", file=sys.stderr)
     lm = train_lm(sentences, len(model.vocab), args.epochs)
-    cache = FeatureCache.open(args.cache, encoder=model.encoder)
-    grids = torch.stack([cache[r.image_id].float() for r in val])
-    references = {r.image_id: r.captions for r in val}
+    grids = val_grids(model, val, args.cache)
     init, rows = model.decoder.init_state, []
     for weight in args.lambdas:
         if weight:
@@ -117,20 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             model.decoder.init_state = lambda g: (*init(g), g.new_zeros(0), g.new_zeros(0))
         else:
             model._step, model.decoder.init_state = None, init
-        with torch.inference_mode():
-            results = [res for i in range(0, len(val), 50) for res in model.caption_features(grids[i:i + 50])]
-        hypotheses = {r.image_id: res.text for r, res in zip(val, results, strict=True)}
-        scores = score_captions(references, hypotheses, spice=False).metrics
-        row = {"lambda": weight, **{k: scores[k] for k in ("Bleu_4", "METEOR", "CIDEr") if k in scores},
-               "bad_endings": sum(bad_ending(t.split()) is not None for t in hypotheses.values())}
-        rows.append(row)
-        print(row, file=sys.stderr)
-    print("| lambda | BLEU-4 | METEOR | CIDEr | bad endings |\n| ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
-        print(f"| {row['lambda']:g} | {row['Bleu_4']:.4f} | {row.get('METEOR', float('nan')):.4f} | "
-              f"{row['CIDEr']:.4f} | {row['bad_endings']} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        rows.append({"lambda": weight, **val_scores(val, caption_grids(model, grids))})
+        print(rows[-1], file=sys.stderr)
+    print_table(["lambda", "BLEU-4", "METEOR", "CIDEr", "bad endings"],
+                [[f"{r['lambda']:g}", f"{r['Bleu_4']:.4f}", f"{r.get('METEOR', float('nan')):.4f}",
+                  f"{r['CIDEr']:.4f}", str(r["bad_endings"])] for r in rows], rows, args.json)
     return 0
 
 

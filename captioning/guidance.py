@@ -171,12 +171,11 @@ def _exclusive_kinds(probs: list[float], table: TagTable, vocab: Vocabulary, set
     """Within each exclusive kind, the token ids the caption may not say (a likely cat is not called a dog)
     and those it says as the kind's own word ("animal") when the tags cannot choose; never for the kind
     of the `required` tag word, which the tags are sure of."""
-    kinds = [table.entry(w).kind for w in table.words]
     excluded: set[int] = set()
     hedged: dict[int, str] = {}
     hedges = []
     for kind in settings.exclusive_kinds:
-        members = [i for i, k in enumerate(kinds) if k == kind]
+        members = [i for i, k in enumerate(table.kinds) if k == kind]
         if not members:
             continue
         top = max(members, key=probs.__getitem__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,13 +54,27 @@ def names(tokens: Sequence[str], label: str) -> bool:
     return bool(set(tokens) & set(caption_words()[label].names))
 
 
+def tally(labelled: Iterable[tuple[str, Sequence[str]]], labels: Iterable[str]) -> list[NamingRow]:
+    """Count, per label of `labels`, how the captions of its photos named it: (label, caption tokens) pairs."""
+    rows = {label: NamingRow(label) for label in sorted(set(labels))}
+    for label, tokens in labelled:
+        row = rows[label]
+        row.photos += 1
+        if names(tokens, label):
+            row.right += 1
+        elif any(names(tokens, other) for other in rows if other != label):
+            row.wrong += 1
+        else:
+            row.neither += 1
+    return list(rows.values())
+
+
 def naming_table(model: Captioner, labels: dict[str, str], images: str | Path, *, guide: Guide,
                  beam_size: int = DEFAULT_BEAM_SIZE, batch_size: int = 16) -> list[NamingRow]:
     """Caption every labelled photo and count how each label was named."""
     from .images import ImageLoadError, open_image
 
-    rows = {label: NamingRow(label) for label in sorted(set(labels.values()))}
-    files = sorted(labels)
+    files, said = sorted(labels), []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         try:
@@ -68,16 +82,9 @@ def naming_table(model: Captioner, labels: dict[str, str], images: str | Path, *
                       for name in chunk]
         except ImageLoadError as exc:
             raise DatasetError(str(exc)) from None
-        for name, result in zip(chunk, model.caption(photos, beam_size=beam_size, guide=guide), strict=True):
-            row = rows[labels[name]]
-            row.photos += 1
-            if names(result.tokens, row.label):
-                row.right += 1
-            elif any(names(result.tokens, other) for other in rows if other != row.label):
-                row.wrong += 1
-            else:
-                row.neither += 1
-    return list(rows.values())
+        results = model.caption(photos, beam_size=beam_size, guide=guide)
+        said += [(labels[name], result.tokens) for name, result in zip(chunk, results, strict=True)]
+    return tally(said, labels.values())
 
 
 def format_table(tables: dict[str, list[NamingRow]]) -> str:

@@ -41,10 +41,15 @@ class GenerationRules:
               before: torch.Tensor | None = None) -> torch.Tensor:
         """Set the banned entries of (N, V) scores (logits or log-probabilities) to -inf in place, given
         each row's previous token (N,) and the one before it (N,; needed for `no_end_pairs`)."""
+        pair = self._is_pair(before, previous) if self.no_end_pairs and before is not None else None
+        return self._mask_with(scores, previous, pair)
+
+    def _mask_with(self, scores: torch.Tensor, previous: torch.Tensor, pair: torch.Tensor | None) -> torch.Tensor:
+        """`mask_` given whether each row's (before, previous) is a pair (None: no pairs to check)."""
         scores[:, list(self.never)] = float("-inf")
         banned = torch.isin(previous, self._stops.to(previous.device))
-        if self.no_end_pairs and before is not None:
-            banned |= self._is_pair(before, previous)
+        if pair is not None:
+            banned |= pair
         scores[banned, self.end_id] = float("-inf")
         return scores
 
@@ -68,12 +73,18 @@ class GenerationRules:
     def _openers(self) -> torch.Tensor:
         return self._pairs[:, 0].unique()
 
-    def next_before(self, before: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    @functools.cached_property
+    def _joiners(self) -> torch.Tensor:
+        return torch.tensor(self.joiners, dtype=torch.long)
+
+    def next_before(self, before: torch.Tensor, previous: torch.Tensor,
+                    pair: torch.Tensor | None = None) -> torch.Tensor:
         """What the next word's ending is judged against: `previous`, except inside a noun phrase a pair left
-        open ("a red", "a red and"), where it stays the phrase's opener, so "a red and white" cannot end."""
-        keep = self._is_pair(before, previous)
+        open ("a red", "a red and"), where it stays the phrase's opener, so "a red and white" cannot end.
+        `pair`: `_is_pair(before, previous)` when the caller already has it."""
+        keep = self._is_pair(before, previous) if pair is None else pair
         if self.joiners:
-            keep |= torch.isin(previous, torch.tensor(self.joiners, device=previous.device)) & torch.isin(
+            keep = keep | torch.isin(previous, self._joiners.to(previous.device)) & torch.isin(
                 before, self._openers.to(previous.device))
         return torch.where(keep, before, previous)
 
@@ -134,7 +145,8 @@ def generation_step(step: Step, rules: GenerationRules) -> Step:
     def generating_pairs(tokens: torch.Tensor, state: tuple, memory: Any) -> tuple[torch.Tensor, tuple, torch.Tensor]:
         *inner, before = state
         log_probs, inner, alpha = step(tokens, tuple(inner), memory)
-        return rules.mask_(log_probs.clone(), tokens, before), (*inner, rules.next_before(before, tokens)), alpha
+        pair = rules._is_pair(before, tokens)  # once a step: for the <end> ban and the carried opener
+        return rules._mask_with(log_probs.clone(), tokens, pair), (*inner, rules.next_before(before, tokens, pair)), alpha
     return generating_pairs
 
 

@@ -63,6 +63,7 @@ class TagTable:
         if missing:
             raise ValueError(f"{labels}: caption words without an entry in {CAPTION_WORDS.name}: {missing[:5]}")
         self.words = tuple(sorted({w for w in class_words if w}))
+        self.kinds = tuple(known[w].kind for w in self.words)  # each word's kind, in `words` order
         column = {w: i for i, w in enumerate(self.words)}
         matrix = torch.zeros(len(class_words), len(self.words))
         for k, word in enumerate(class_words):
