@@ -21,8 +21,6 @@ from .limits import DEFAULT_BEAM_SIZE  # noqa: F401  (re-exported: search is whe
 Step = Callable[[torch.Tensor, tuple, Any], tuple[torch.Tensor, tuple, torch.Tensor]]
 
 
-
-
 @dataclass(frozen=True)
 class GenerationRules:
     """What generation never says: the `never` ids (<unk>) anywhere, and <end> right after <start> (so a
@@ -74,11 +72,10 @@ class GenerationRules:
         return self._pairs[:, 0].unique()
 
     @functools.cached_property
-    def _joiners(self) -> torch.Tensor:
+    def _joiners(self) -> torch.Tensor:  # made once per rules object, not per step
         return torch.tensor(self.joiners, dtype=torch.long)
 
-    def next_before(self, before: torch.Tensor, previous: torch.Tensor,
-                    pair: torch.Tensor | None = None) -> torch.Tensor:
+    def next_before(self, before: torch.Tensor, previous: torch.Tensor, pair: torch.Tensor | None = None) -> torch.Tensor:
         """What the next word's ending is judged against: `previous`, except inside a noun phrase a pair left
         open ("a red", "a red and"), where it stays the phrase's opener, so "a red and white" cannot end.
         `pair`: `_is_pair(before, previous)` when the caller already has it."""
@@ -380,8 +377,8 @@ def _best(seq: torch.Tensor, att: torch.Tensor, word_scores: torch.Tensor, score
     """The `num_results` best distinct, finite hypotheses of each image, by `ranked`; with constraints
     (`satisfied`: how many word sets each lane has said), finished texts first (one cut at `max_len` can
     end anywhere), and among them those that said the most."""
-    seq, att, word_scores, scores, ranked, finished, lengths = (
-        x.cpu() for x in (seq, att, word_scores, scores, ranked, finished, lengths))
+    seq, att, word_scores, scores, ranked, finished, lengths = (x.cpu() for x in (seq, att, word_scores, scores,
+                                                                                ranked, finished, lengths))
     satisfied = satisfied.cpu() if satisfied is not None else None
     results = []
     for b in range(seq.shape[0]):
