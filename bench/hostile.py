@@ -100,10 +100,12 @@ def _train(d: Path, *extra: str) -> str:
 
 # ---- 1-8: memory and time without a limit --------------------------------------------------------------
 def _config_at_maxima(d: Path) -> None:
+    from captioning.config import set_in_layout
+
     _with_checkpoint(d)
     meta = json.loads((d / "ckpt/config.json").read_text())
-    meta["model"].update(hidden_dim=4096, embed_dim=4096, attention_dim=4096, num_layers=4, image_size=1024,
-                         grid_size=64)
+    set_in_layout(meta["model"], hidden_dim=4096, embed_dim=4096, attention_dim=4096, num_layers=4, image_size=1024,
+                  grid_size=64)
     (d / "ckpt/config.json").write_text(json.dumps(meta))
 
 

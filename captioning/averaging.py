@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from .config import ModelConfig
 from .encoder_decoder import resolve_checkpoint
 from .model import BUNDLED_DIR
 
@@ -32,7 +33,7 @@ def average_checkpoints(sources: list[str | Path], out: str | Path, *, half: boo
     dtypes: dict[str, torch.dtype] = {}  # the first checkpoint's, kept unless --half
     for folder in folders:
         config = ckpt.read_config(folder)
-        if config.get("model") != first.get("model") or config.get("format") != first.get("format"):
+        if not _same_model(config.get("model"), first.get("model")) or config.get("format") != first.get("format"):
             raise ValueError(f"{folder}: another model than {folders[0]} (config.json differs): cannot average")
         if _words(folder / ckpt.VOCAB) != _words(folders[0] / ckpt.VOCAB):
             raise ValueError(f"{folder}: another vocabulary than {folders[0]}: cannot average")
@@ -67,3 +68,11 @@ def main(args: argparse.Namespace) -> Path:
     out = average_checkpoints(args.checkpoints, args.out, half=args.half, length_penalty=args.length_penalty)
     print(f"wrote {out} (the mean of {len(args.checkpoints)} checkpoints)")
     return out
+
+
+def _same_model(one: object, other: object) -> bool:
+    """Whether two config.json "model" sections describe one model (either layout, flat or nested)."""
+    try:
+        return ModelConfig.from_dict(one) == ModelConfig.from_dict(other)
+    except (TypeError, ValueError):
+        return one == other

@@ -1,5 +1,7 @@
 """Typed model configuration, saved as `config.json` beside the weights so a loader rebuilds the
-exact model from the checkpoint folder alone.
+exact model from the checkpoint folder alone. In Python one flat dataclass (every decoder kind reads its keys
+from it); in config.json {"encoder": {"name", ...}, "decoder": {"kind", ...}}, the flat layout of checkpoints
+saved before that still read.
 
 The choices are `str` enums: a member equals its string ("soft" == AttentionMode.SOFT), so JSON and
 YAML files written before keep loading, and `asdict` / `json.dumps` write the same strings."""
@@ -160,20 +162,57 @@ class ModelConfig:
         return decoder_class(self.decoder, self.decoder_task).estimate_parameters(self, vocab_size, channels)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON values; the default decoder kind is left out, so checkpoints of the paper's
-        decoder read as before (and load in versions that predate the decoder registry)."""
-        data = asdict(self)
-        if data["decoder"] == DEFAULT_DECODER:
-            del data["decoder"]
-        return data
+        """config.json's layout: {"encoder": {"name", sizes, fine-tuning}, "decoder": {"kind", and every key the
+        decoder reads}}, so a decoder kind's own keys sit beside its name."""
+        flat = asdict(self)
+        encoder = {key: flat.pop(name) for key, name in ENCODER_SECTION.items()}
+        return {"encoder": encoder, "decoder": {"kind": flat.pop("decoder"), **flat}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        """From config.json's nested layout, or the flat one of checkpoints and run configs written before it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the model config must be a mapping, got {shown(data)}")
+        names = {f.name for f in fields(cls)}
+        nested = isinstance(data.get("encoder"), dict) or isinstance(data.get("decoder"), dict)
+        flat = _flattened(data, names) if nested else dict(data)
+        unknown = set(flat) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return cls(**flat)
+
+
+ENCODER_SECTION = {"name": "encoder", "image_size": "image_size", "grid_size": "grid_size",
+                   "fine_tune_blocks": "fine_tune_blocks"}  # config.json's "encoder" keys -> ModelConfig fields
+
+
+def _flattened(data: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The nested layout as the fields `names`; a key in the wrong section is named, not guessed."""
+    extra = set(data) - {"encoder", "decoder"}
+    if extra:
+        raise ValueError(f"unknown model config keys: {', '.join(sorted(extra))} (expected encoder and decoder)")
+    encoder, decoder = data.get("encoder", {}), data.get("decoder", {})
+    for section, value in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(value, dict):
+            raise ValueError(f"model.{section} must be a mapping, got {shown(value)}")
+    decoder_keys = names - set(ENCODER_SECTION.values()) - {"decoder"} | {"kind"}
+    for section, value, known in (("encoder", encoder, set(ENCODER_SECTION)), ("decoder", decoder, decoder_keys)):
+        if set(value) - known:
+            raise ValueError(f"unknown {section} config keys: {', '.join(sorted(set(value) - known))}")
+    flat = {name: encoder[key] for key, name in ENCODER_SECTION.items() if key in encoder}
+    flat.update({("decoder" if key == "kind" else key): value for key, value in decoder.items()})
+    return flat
+
+
+def set_in_layout(model: dict[str, Any], **values: Any) -> None:
+    """Set ModelConfig fields in a config.json "model" section of the nested layout, each where that layout keeps
+    it (for tools that edit a checkpoint's config on purpose: the hostile-input bench, tests)."""
+    by_field = {name: key for key, name in ENCODER_SECTION.items()}
+    for name, value in values.items():
+        if name in by_field:
+            model["encoder"][by_field[name]] = value
+        else:
+            model["decoder"]["kind" if name == "decoder" else name] = value
 
 
 # Help of the model keys as training flags (`captioning train`, `vqa train`).

@@ -8,6 +8,7 @@ from PIL import Image
 
 from captioning import CheckpointError, load_captioner
 from captioning.checkpoint import WEIGHTS
+from captioning.config import set_in_layout
 
 from .helpers import tiny_captioner
 
@@ -81,9 +82,37 @@ def test_truncated_weights_are_named(tmp_path, vocab):
 def test_config_that_does_not_match_weights(tmp_path, vocab):
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     meta = json.loads((folder / "config.json").read_text())
-    meta["model"]["hidden_dim"] = 96
+    meta["model"]["decoder"]["hidden_dim"] = 96
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not match the config"):
+        load_captioner(folder)
+
+
+def test_a_checkpoint_in_the_flat_layout_of_earlier_versions_loads_and_decodes_the_same(tmp_path, vocab):
+    model = tiny_captioner(vocab)
+    folder = model.save(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    assert set(meta["model"]) == {"encoder", "decoder"} and meta["model"]["decoder"]["kind"] == "show_attend_tell"
+    encoder, decoder = meta["model"]["encoder"], meta["model"]["decoder"]
+    flat = {"encoder": encoder.pop("name"), **encoder, **{k: v for k, v in decoder.items() if k != "kind"}}
+    (folder / "config.json").write_text(json.dumps({**meta, "model": flat}))  # as saved before the nesting
+    loaded = load_captioner(folder, pretrained_encoder=False)
+    assert loaded.config == model.config
+    grid = torch.randn(1, model.encoder.num_positions, model.encoder.channels)
+    assert loaded.caption_features(grid)[0].text == model.caption_features(grid)[0].text
+
+
+@pytest.mark.parametrize("model, says", [
+    ({"encoder": {"name": "efficientnet_lite0", "hidden_dim": 8}, "decoder": {}}, "unknown encoder config keys: hidden_dim"),
+    ({"encoder": {}, "decoder": {"image_size": 64}}, "unknown decoder config keys: image_size"),
+    ({"encoder": {}, "decoder": {"kind": "show_attend_tell"}, "cell": "gru"}, "unknown model config keys: cell"),
+    ({"encoder": ["efficientnet_lite0"], "decoder": {}}, "model.encoder must be a mapping"),
+])
+def test_a_key_in_the_wrong_section_of_the_layout_is_named(tmp_path, vocab, model, says):
+    folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "model": model}))
+    with pytest.raises(CheckpointError, match=f"invalid model config \\({says}"):
         load_captioner(folder)
 
 
@@ -92,7 +121,7 @@ def test_config_that_does_not_match_weights(tmp_path, vocab):
 def test_config_describing_no_buildable_model_names_the_file(tmp_path, vocab, key, value, says):
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     meta = json.loads((folder / "config.json").read_text())
-    meta["model"][key] = value
+    set_in_layout(meta["model"], **{key: value})
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"config.json: .*{says}"):
         load_captioner(folder)
@@ -106,7 +135,7 @@ def test_config_sizes_are_bounded_before_anything_is_allocated(tmp_path, vocab, 
 
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     meta = json.loads((folder / "config.json").read_text())
-    meta["model"][key] = value
+    set_in_layout(meta["model"], **{key: value})
     (folder / "config.json").write_text(json.dumps(meta))
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match=f"config.json: invalid model config \\({key} must be") as caught:
@@ -122,7 +151,7 @@ def test_a_model_larger_than_free_memory_is_refused_before_allocating(tmp_path, 
 
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     meta = json.loads((folder / "config.json").read_text())
-    meta["model"].update(hidden_dim=4096, num_layers=4)
+    set_in_layout(meta["model"], hidden_dim=4096, num_layers=4)
     (folder / "config.json").write_text(json.dumps(meta))
     monkeypatch.setattr(ckpt, "available_memory", lambda: 2**30)
     start = time.perf_counter()
@@ -266,7 +295,7 @@ def test_a_config_at_its_maxima_with_small_weights_is_refused_before_building(tm
 
     folder = tiny_captioner(vocab).save(tmp_path / "ckpt")
     config = json.loads((folder / "config.json").read_text())
-    config["model"].update(hidden_dim=4096, attention_dim=4096, embed_dim=4096, num_layers=4)
+    set_in_layout(config["model"], hidden_dim=4096, attention_dim=4096, embed_dim=4096, num_layers=4)
     (folder / "config.json").write_text(json.dumps(config))
     start = time.monotonic()
     with pytest.raises(CheckpointError, match="weights do not match the config: .* tensors of another shape"):

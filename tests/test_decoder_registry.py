@@ -66,7 +66,7 @@ def test_show_and_tell_trains_saves_loads_and_decodes(tmp_path, capsys):
                 "--embed-dim", "16", "--batch-size", "8", "--num-workers", "0", "--image-size", "64",
                 "--device", "cpu"]) == 0
     assert "done" in capsys.readouterr().out
-    assert json.loads((tmp_path / "run/best/config.json").read_text())["model"]["decoder"] == "show_and_tell"
+    assert json.loads((tmp_path / "run/best/config.json").read_text())["model"]["decoder"]["kind"] == "show_and_tell"
     model = load_captioner(tmp_path / "run")
     image = Image.new("RGB", (64, 64), (200, 40, 40))
     for beam_size in (1, 3):
@@ -81,7 +81,7 @@ def test_show_and_tell_trains_saves_loads_and_decodes(tmp_path, capsys):
 def test_a_checkpoint_naming_an_unknown_decoder_is_refused_by_name(tmp_path):
     folder = _show_and_tell(Vocabulary.build(CAPTIONS, min_freq=1)).save(tmp_path / "ckpt")
     meta = json.loads((folder / "config.json").read_text())
-    meta["model"]["decoder"] = "transformer9"
+    meta["model"]["decoder"]["kind"] = "transformer9"
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="unknown decoder 'transformer9'"):
         load_captioner(folder)
@@ -126,6 +126,6 @@ def test_the_answerer_builds_its_decoder_from_the_answer_registry(monkeypatch):
     vocab = Vocabulary.build(["what color is it", "red", "blue"], min_freq=1)
     config = AnswererConfig(encoder="efficientnet_lite0", decoder="probe", embed_dim=8, hidden_dim=8,
                             attention_dim=8, image_size=64)
-    assert config.to_dict()["decoder"] == "probe"
+    assert config.to_dict()["decoder"]["kind"] == "probe"
     assert type(Answerer(config, vocab, pretrained_encoder=False).decoder) is Probe
     assert "probe" in SCHEMA.choices("decoder")

@@ -25,9 +25,10 @@ def test_choices_are_enums_that_read_and_write_plain_strings():
     assert config.attention is AttentionMode.HARD and config.hard_inference is HardInference.ARGMAX
     assert config.cell is CellKind.GRU and config.attention == "hard" and f"{config.cell}" == "gru"
     saved = json.loads(json.dumps(config.to_dict()))
-    assert saved["attention"] == "hard" and saved["cell"] == "gru" and saved["hard_inference"] == "argmax"
+    assert saved["decoder"]["attention"] == "hard" and saved["decoder"]["cell"] == "gru"
+    assert saved["decoder"]["hard_inference"] == "argmax"
     assert ModelConfig.from_dict(saved) == config
-    assert yaml.safe_load(yaml.safe_dump(config.to_dict()))["attention"] == "hard"
+    assert yaml.safe_load(yaml.safe_dump(config.to_dict()))["decoder"]["attention"] == "hard"
     with pytest.raises(ValueError, match=r"attention must be one of \('soft', 'hard'\)"):
         ModelConfig(attention="sharp")
     with pytest.raises(ValueError, match="cell must be one of"):

@@ -246,7 +246,7 @@ def test_captioning_everyday_mistakes_are_one_line(checkpoint, picture, tmp_path
     for name in ("vocab.json", "model.safetensors"):
         (broken / name).write_bytes((checkpoint / name).read_bytes())
     config = json.loads((checkpoint / "config.json").read_text())
-    config["model"]["encoder"] = "resnet9000"
+    config["model"]["encoder"]["name"] = "resnet9000"
     (broken / "config.json").write_text(json.dumps(config))
     assert captioning_cli(["caption", str(broken), str(picture)]) == 1
     one_line_error(capsys, "resnet9000", *list_encoders())

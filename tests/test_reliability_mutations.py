@@ -68,10 +68,11 @@ def test_mutated_config_json(valid, tmp_path_factory, capsys, data):
         (folder / name).write_bytes((valid["checkpoint"] / name).read_bytes())
     meta = json.loads((folder / "config.json").read_text())
     model = meta["model"]
-    key = data.draw(st.sampled_from(sorted(model) + ["reinforce.samples", "format"]))
+    places = [(section, key) for section in ("encoder", "decoder") for key in sorted(model[section])]
+    places += [("reinforce", "samples"), ("meta", "format"), ("model", "decoder")]
+    section, field = data.draw(st.sampled_from(places))
     action = data.draw(st.sampled_from(["delete", "replace"]))
-    target, field = (model["reinforce"], "samples") if key == "reinforce.samples" else \
-        (meta, "format") if key == "format" else (model, key)
+    target = {"meta": meta, "model": model, "reinforce": model["decoder"]["reinforce"]}.get(section) or model[section]
     if action == "delete":
         target.pop(field, None)
     else:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from captioning.config import INT_LIMITS
+from captioning.config import INT_LIMITS, set_in_layout
 from captioning.images import MAX_PIXELS
 from captioning.vocab import Vocabulary
 
@@ -86,7 +86,7 @@ def test_checkpoint_configs_at_their_bounds(tmp_path_factory, checkpoint, values
     for name in ("config.json", "vocab.json", "model.safetensors"):
         (folder / name).write_bytes((checkpoint / name).read_bytes())
     meta = json.loads((folder / "config.json").read_text())
-    meta["model"].update(values)
+    set_in_layout(meta["model"], **values)
     (folder / "config.json").write_text(json.dumps(meta))
     (folder / "photo.png").write_bytes(b"")  # never reached: the image is made in the probe
     outcome = run_probe({"kind": "caption", "checkpoint": str(folder), "options": {"beam_size": 2}}, folder)

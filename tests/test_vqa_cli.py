@@ -83,7 +83,7 @@ def test_hard_attention_trains(tmp_path, capsys):
     argv, run, _ = _train(tmp_path, "telling", "--epochs", "1", "--attention", "hard", "--reinforce-samples", "2")
     assert main(argv) == 0
     config = json.loads((run / "best" / "config.json").read_text())
-    assert config["model"]["attention"] == "hard"
+    assert config["model"]["decoder"]["attention"] == "hard"
 
 
 def test_errors_are_one_line(tmp_path, capsys):

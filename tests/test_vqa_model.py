@@ -124,7 +124,7 @@ def test_checkpoint_round_trip(tmp_path):
     before = model.answer(image, "what color is the square", choices=["red", "green"])
     model.save(tmp_path / "ckpt")
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert config["format"] == "showtell-answerer/1" and config["model"]["task"] == "telling"
+    assert config["format"] == "showtell-answerer/1" and config["model"]["decoder"]["task"] == "telling"
     from safetensors.torch import load_file
 
     tensors = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
