@@ -426,12 +426,19 @@ def bench_photo_latency(device: torch.device, repeats: int, name: str = "flickr8
     steps = len(trained.caption([photo], beam_size=3)[0].tokens) + 1
     cases = {"ours": lambda: trained.caption([photo], beam_size=3),
              "baseline": tutorial_pipeline(trained, photo, steps, device), **photo_latency_parts(trained, photo)}
+    if device.type == "cpu":  # issue 25's 40 ms row: the same call with the int8 inference path
+        int8 = load_captioner(name, device, inference="int8")
+        cases["int8"] = lambda: int8.caption([photo], beam_size=3)
     runs = interleaved(cases, device, repeats, warmup=warmup)
     size, grid = trained.encoder.preprocess.image_size, trained.encoder.grid_size
     results = [_progress(make_result("caption latency ms", f"1 photo 640x480, bundled {name} ({size} px, {grid}x{grid} "
                                      f"grid) + beam 3, {steps} steps", "ms", 1, runs["ours"], runs["baseline"]))]
     for part, what in PHOTO_PARTS.items():
         results.append(_progress(make_result("caption latency ms", f"  part of it: {what}", "ms", 1, runs[part])))
+    if "int8" in runs:
+        results.append(_progress(make_result("caption latency ms", "  the same photo, int8 step products (inference="
+                                             "\"int8\"; baseline: fast, above): target 40 ms", "ms", 1, runs["int8"],
+                                             runs["ours"])))
     return results
 
 

@@ -136,11 +136,13 @@ def test_extraction_and_latency_measurements_run():
 
 
 def test_photo_latency_reports_its_parts():
-    """The bundled photo captioner's latency row, then one row per part of the same call (no baseline)."""
-    whole, *parts = bench.bench_photo_latency(CPU, repeats=1, warmup=0)
+    """The bundled photo captioner's latency row, one row per part of the same call (no baseline), then the
+    same call on the int8 path against the fast one (issue 25's 40 ms row)."""
+    whole, *parts, int8 = bench.bench_photo_latency(CPU, repeats=1, warmup=0)
     assert whole.baseline > 0 and "bundled flickr8k" in whole.setting
     assert [p.setting for p in parts] == [f"  part of it: {what}" for what in bench.PHOTO_PARTS.values()]
     assert all(p.ours > 0 and p.baseline is None for p in parts)
+    assert "int8" in int8.setting and "40 ms" in int8.setting and int8.ours > 0 and int8.baseline > 0
 
 
 def test_phone_photo_row_compares_the_reduced_decode_with_a_full_one():
@@ -265,3 +267,22 @@ def test_guidance_sweep_counts_each_label_named_or_the_other():
 
     said = [SimpleNamespace(tokens=t.split()) for t in ("a kitten sleeps", "a dog runs", "a man sits", "two dogs")]
     assert naming_counts(said, ["cat", "cat", "cat", "dog"]) == {"cat": [3, 1, 1], "dog": [1, 1, 0]}
+
+
+def test_encoder_options_measure_the_shipped_encoder_and_a_smaller_input():
+    """bench/encoder_options.py's torch rows on two example photos: the shipped encoder is its own reference, a
+    smaller input gives a smaller grid that the same decoder still captions (ONNX Runtime rows need it installed)."""
+    from types import SimpleNamespace
+
+    from bench.encoder_options import measure, torch_option
+    from captioning import load_captioner
+
+    model = load_captioner("flickr8k")
+    photos = [bench.PHOTO, bench.PHOTO.with_name("cat-chelsea.jpg")]
+    val = [SimpleNamespace(path=p, image_id=p.stem, captions=["a photo of something"]) for p in photos]
+    options = [torch_option(model), torch_option(model, 224)]
+    with torch.inference_mode():
+        shipped, smaller = measure(options, val, rounds=1)
+    assert shipped["grid_error"] == 0 and shipped["same_caption"] == shipped["same_top_tag"] == 1
+    assert smaller["grid_error"] is None and "7x7 grid" in smaller["encoder"]
+    assert all(row["encode_ms"] > 0 and row["decode_ms"] > 0 for row in (shipped, smaller))
