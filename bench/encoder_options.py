@@ -60,6 +60,21 @@ def torch_option(model: Captioner, size: int | None = None) -> Option:
                   lambda image: other.encoder.encode_pil([image]), other)
 
 
+def folded_trunk(model: Captioner) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The shipped encoder's BatchNorm-folded trunk, and example pixels to export or convert it with."""
+    encoder = model.encoder
+    return encoder.fold(encoder.trunk).eval(), encoder.preprocess([Image.new("RGB", (640, 480))])
+
+
+def runtime_option(name: str, model: Captioner, run: Callable) -> Option:
+    """An option whose trunk another runtime runs: `run` maps the pixels (numpy) to the feature map (numpy)."""
+
+    def encode(image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(run(model.encoder.preprocess([image]).numpy())).flatten(2).transpose(1, 2)
+
+    return Option(name, encode, model)
+
+
 def onnx_options(model: Captioner, calibration: list[Path], folder: Path) -> list[Option]:
     """ONNX Runtime fp32 and int8 runs of the folded trunk (none when onnxruntime or onnx is missing)."""
     try:
@@ -69,8 +84,7 @@ def onnx_options(model: Captioner, calibration: list[Path], folder: Path) -> lis
         print("onnxruntime is not installed (pip install onnxruntime onnx): no ONNX Runtime rows", file=sys.stderr)
         return []
     encoder = model.encoder
-    trunk = encoder.fold(encoder.trunk).eval()
-    example = encoder.preprocess([Image.new("RGB", (640, 480))])
+    trunk, example = folded_trunk(model)
     fp32, prepared, int8 = folder / "trunk.onnx", folder / "trunk_pre.onnx", folder / "trunk_int8.onnx"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -92,12 +106,7 @@ def onnx_options(model: Captioner, calibration: list[Path], folder: Path) -> lis
 
     def option(name: str, path: Path) -> Option:
         session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
-
-        def encode(image: Image.Image) -> torch.Tensor:
-            grid = torch.from_numpy(session.run(None, {"pixels": encoder.preprocess([image]).numpy()})[0])
-            return grid.flatten(2).transpose(1, 2)
-
-        return Option(name, encode, model)
+        return runtime_option(name, model, lambda pixels: session.run(None, {"pixels": pixels})[0])
 
     return [option("ONNX Runtime fp32, 320 px", fp32),
             option(f"ONNX Runtime int8 (static, per-channel, {len(calibration)} calibration photos), 320 px", int8)]
@@ -110,28 +119,21 @@ def openvino_option(model: Captioner) -> list[Option]:
     except ImportError:
         print("openvino is not installed (pip install openvino): no OpenVINO row", file=sys.stderr)
         return []
-    encoder = model.encoder
-    trunk = encoder.fold(encoder.trunk).eval()
+    trunk, example = folded_trunk(model)
     with torch.no_grad():
-        converted = openvino.convert_model(trunk, example_input=encoder.preprocess([Image.new("RGB", (640, 480))]))
+        converted = openvino.convert_model(trunk, example_input=example)
     compiled = openvino.Core().compile_model(converted, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
                                                                 "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
-
-    def encode(image: Image.Image) -> torch.Tensor:
-        grid = torch.from_numpy(request.infer({0: encoder.preprocess([image]).numpy()})[compiled.output(0)].copy())
-        return grid.flatten(2).transpose(1, 2)
-
-    return [Option("OpenVINO fp32, 320 px", encode, model)]
+    return [runtime_option("OpenVINO fp32, 320 px", model,
+                           lambda pixels: request.infer({0: pixels})[compiled.output(0)].copy())]
 
 
-def median_ms(run: Callable[[], object], rounds: int) -> list[float]:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(1000 * (time.perf_counter() - start))
-    return times
+def timed(run: Callable[[], object]) -> tuple[object, float]:
+    """run()'s result and the milliseconds it took."""
+    start = time.perf_counter()
+    result = run()
+    return result, 1000 * (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,38 +171,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(options: list[Option], val: list, rounds: int) -> list[dict]:
-    """Interleaved timings on the example photo, then every option over the val photos."""
+    """Interleaved timings on the example photo, then every option over the val photos, each against the first
+    (the shipped encoder)."""
     photo = Image.open(PHOTO).convert("RGB").resize((640, 480))
     times: dict[str, list[float]] = {o.name: [] for o in options}
-    for _ in range(3):
+    for round_ in range(3 + rounds):  # 3 warm-up rounds
         for o in options:
-            o.encode(photo)
-    for _ in range(rounds):
-        for o in options:
-            times[o.name] += median_ms(lambda o=o: o.encode(photo), 1)
+            _, ms = timed(lambda o=o: o.encode(photo))
+            times[o.name] += [ms] if round_ >= 3 else []
     photos = [open_image(r.path, at_least=options[0].model.encoder.preprocess.decode_at_least) for r in val]
     references = {r.image_id: r.captions for r in val}
-    shipped_grids, shipped = None, None
-    rows = []
+    outputs = []  # per option: grids, top tags, captions, decoding ms
     for o in options:
         grids = [o.encode(image) for image in photos]
         for grid in grids[:3]:  # warm-up: the decoder's first calls build its caches
             o.model.caption_features(grid)
-        decode, results = [], []
-        for grid in grids:
-            start = time.perf_counter()
-            results.append(o.model.caption_features(grid)[0])
-            decode.append(1000 * (time.perf_counter() - start))
+        decoded = [timed(lambda grid=grid, model=o.model: model.caption_features(grid)[0]) for grid in grids]
         tags = [o.model.tag_probabilities(g).argmax().item() for g in grids]
-        shipped_grids, shipped = shipped_grids or (grids, tags), shipped or results
-        same_shape = grids[0].shape == shipped_grids[0][0].shape
-        error = statistics.mean(float((g - s).norm() / s.norm()) for g, s in zip(grids, shipped_grids[0], strict=True)
+        outputs.append((grids, tags, [r for r, _ in decoded], [ms for _, ms in decoded]))
+    shipped_grids, shipped_tags, shipped, _ = outputs[0]
+    rows = []
+    for o, (grids, tags, results, decode_ms) in zip(options, outputs, strict=True):
+        same_shape = grids[0].shape == shipped_grids[0].shape
+        error = statistics.mean(float((g - s).norm() / s.norm()) for g, s in zip(grids, shipped_grids, strict=True)
                                 ) if same_shape else None
         bleu = score_captions(references, {r.image_id: res.text for r, res in zip(val, results, strict=True)},
                               spice=False).metrics["Bleu_4"]
         rows.append({"encoder": o.name, "encode_ms": statistics.median(times[o.name]),
-                     "decode_ms": statistics.median(decode), "grid_error": error,
-                     "same_top_tag": sum(a == b for a, b in zip(tags, shipped_grids[1], strict=True)) / len(val),
+                     "decode_ms": statistics.median(decode_ms), "grid_error": error,
+                     "same_top_tag": sum(a == b for a, b in zip(tags, shipped_tags, strict=True)) / len(val),
                      "same_caption": sum(a.text == b.text for a, b in zip(results, shipped, strict=True)) / len(val),
                      "bleu4": bleu})
     return rows

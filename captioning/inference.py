@@ -128,17 +128,16 @@ class Int8Linear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
 
-STEP_PRODUCTS = ("attention.hidden_proj", "gate", "rnn.hidden_proj.", "rnn.upper_input_proj.", "output.hidden_proj",
-                 "output.logits")  # the layers a decoding step multiplies h by (names, or prefixes ending in ".")
+STEP_PRODUCTS = ("attention.hidden_proj", "gate", "rnn.hidden_proj", "rnn.upper_input_proj", "output.hidden_proj",
+                 "output.logits")  # the layers (or lists of layers, one per cell layer) a step multiplies h by
 
 
 def int8_decoder(decoder: nn.Module) -> nn.Module:
     """A copy of `decoder` whose step products (`STEP_PRODUCTS`) are `Int8Linear`s; the decoder is untouched."""
     quantised = copy.deepcopy(decoder)
     for name, module in list(quantised.named_modules()):
-        if isinstance(module, nn.Linear) and any(name == p or p.endswith(".") and name.startswith(p)
-                                                 for p in STEP_PRODUCTS):
-            owner, _, attribute = name.rpartition(".")
+        owner, _, attribute = name.rpartition(".")
+        if isinstance(module, nn.Linear) and (name in STEP_PRODUCTS or owner in STEP_PRODUCTS):
             setattr(quantised.get_submodule(owner), attribute, Int8Linear(module))
     return quantised.eval()
 

@@ -76,6 +76,22 @@ def test_cached_linear_follows_weight_updates():
     assert layer(x).requires_grad  # with autograd it is a plain nn.Linear
 
 
+def test_a_copy_of_a_module_carries_no_derived_tensors():
+    """deepcopy (int8's copy of the decoder, the bench's encoder copies) leaves the caches behind: keyed on the
+    original's storages, they would only be stale weight there."""
+    import copy
+
+    torch.manual_seed(0)
+    layer, x = Linear(6, 5), torch.randn(3, 6)
+    with torch.no_grad():
+        expected = layer(x)
+        assert "_weight_t" in vars(layer)  # the cached (in, out) copy of the weight
+        copied = copy.deepcopy(layer)
+        assert "_weight_t" not in vars(copied)
+        assert torch.equal(copied(x), expected)
+    assert "_weight_t" in vars(layer)  # the original keeps its own
+
+
 @pytest.mark.parametrize("config", [dict(), dict(deep_output=False, gate=False),
                                     dict(attention="hard", hard_inference="argmax")])
 def test_precomputed_context_terms_decode_the_same(config):

@@ -52,6 +52,9 @@ class DerivedTensors:
             self.__dict__["_" + name] = entry  # one assignment: concurrent callers see the old or the new entry
         return entry.value
 
+    def __getstate__(self) -> dict:  # a copy (deepcopy, pickle) carries none: keyed on this module's storages, stale there
+        return {k: v for k, v in super().__getstate__().items() if not isinstance(v, _Derived)}
+
     def _drop_derived(self) -> None:
         for name in [k for k, v in list(self.__dict__.items()) if isinstance(v, _Derived)]:
             self.__dict__.pop(name, None)
